@@ -1,0 +1,109 @@
+"""One settings object for the whole application.
+
+Settings come, in increasing priority, from the defaults below, a TOML file
+(``QA_AGENT_CONFIG`` or ``<data_dir>/qa-agent.toml``) and environment
+variables named ``QA_AGENT_<FIELD>`` (for example ``QA_AGENT_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+#: The repository (or installed tree) root: ``knowledge/`` lives here.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is not valid."""
+
+
+class Settings(BaseModel):
+    """Application settings; see the module docstring for where they come from."""
+
+    data_dir: Path = Field(default=PROJECT_ROOT / "data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/qa.sqlite. "
+        "PostgreSQL: postgresql+psycopg://user@127.0.0.1:5432/qa",
+    )
+    knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge")
+    default_machine_class: str = Field(
+        default="IMRT",
+        description="Class assumed for a machine missing from the registry.",
+    )
+    # SPC defaults (FACTS.md: I-MR needs 30-40 points; EWMA Sanghangthum 2013;
+    # CUSUM k=0.5, h=4 or 5).
+    baseline_points: int = 30
+    min_baseline_points: int = 8
+    run_rules: str = "nelson"
+    ewma_lambda: float = 0.2
+    ewma_L: float = 2.86
+    cusum_k: float = 0.5
+    cusum_h: float = 5.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, with the SQLite default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'qa.sqlite'}"
+
+    @property
+    def tolerance_dir(self) -> Path:
+        """Directory of the shipped tolerance tables."""
+        return self.knowledge_dir / "tolerances"
+
+
+_FIELDS = set(Settings.model_fields)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build the settings from the TOML file and the environment.
+
+    Parameters
+    ----------
+    env : dict, optional
+        Environment to read (default ``os.environ``); tests pass their own.
+
+    Raises
+    ------
+    ConfigError
+        When the TOML file cannot be parsed or a value has the wrong type.
+    """
+    env = dict(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    data_dir = Path(env.get("QA_AGENT_DATA_DIR", PROJECT_ROOT / "data"))
+    config_path = Path(env.get("QA_AGENT_CONFIG", data_dir / "qa-agent.toml"))
+    if config_path.is_file():
+        try:
+            with config_path.open("rb") as handle:
+                parsed = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML ({exc})") from None
+        unknown = set(parsed) - _FIELDS
+        if unknown:
+            raise ConfigError(
+                f"{config_path}: unknown setting(s) {sorted(unknown)}; "
+                f"known: {sorted(_FIELDS)}"
+            )
+        values.update(parsed)
+    for name in _FIELDS:
+        key = f"QA_AGENT_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    values.setdefault("data_dir", data_dir)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

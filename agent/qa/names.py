@@ -1,0 +1,214 @@
+"""Canonical names of QA tests and beam energies, and the aliases people use.
+
+Everything that reads names from a user (files, the CLI, the chat) goes through
+:func:`canonical_test`, :func:`canonical_energy` and :func:`canonical_machine`
+so that "Output", "dose" and "6 MV" mean the same series everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Canonical test names, with a short human description and the default unit.
+TESTS: dict[str, tuple[str, str]] = {
+    "output": ("Output constancy (deviation from baseline)", "%"),
+    "flatness": ("Flatness constancy", "%"),
+    "symmetry_inplane": ("Symmetry, in-plane (axial, G-T)", "%"),
+    "symmetry_crossplane": ("Symmetry, cross-plane (transverse, A-B)", "%"),
+    "energy": ("Beam energy / quality constancy", "%"),
+    "laser": ("Laser localization", "mm"),
+    "odi": ("Optical distance indicator at isocentre", "mm"),
+    "field_size": ("Collimator size indicator / field size", "mm"),
+    "jaw": ("Jaw position indicators", "mm"),
+    "crosshair": ("Cross-hair centring (walkout)", "mm"),
+    "light_radiation": ("Light/radiation field coincidence", "mm"),
+    "couch": ("Treatment couch position indicators", "mm"),
+    "gantry_angle": ("Gantry angle indicator", "deg"),
+    "collimator_angle": ("Collimator angle indicator", "deg"),
+    "imaging_coincidence": ("Imaging and treatment coordinate coincidence", "mm"),
+    "imaging_positioning": ("Imaging positioning/repositioning", "mm"),
+    "gamma_pass_rate": ("Patient-specific IMRT/VMAT QA gamma passing rate", "%"),
+    "mlc_position": ("MLC leaf position accuracy", "mm"),
+    "isocenter": ("Radiation vs mechanical isocentre (Winston-Lutz)", "mm"),
+    "dose_rate_output": ("Output constancy at a given dose rate", "%"),
+    "mu_linearity": ("MU linearity", "%"),
+    "output_factor": ("Output factor constancy", "%"),
+    "wedge": ("Wedge placement / transmission", "mm"),
+}
+
+_TEST_ALIASES: dict[str, str] = {
+    "dose": "output",
+    "cax dose": "output",
+    "cax": "output",
+    "output constancy": "output",
+    "xray output": "output",
+    "x-ray output": "output",
+    "electron output": "output",
+    "flat": "flatness",
+    "qaflat": "flatness",
+    "flatness constancy": "flatness",
+    "symmetry": "symmetry_crossplane",
+    "axial symmetry": "symmetry_inplane",
+    "axialsym": "symmetry_inplane",
+    "axsym": "symmetry_inplane",
+    "inplane symmetry": "symmetry_inplane",
+    "in-plane symmetry": "symmetry_inplane",
+    "symmetry inplane": "symmetry_inplane",
+    "symmetry gt": "symmetry_inplane",
+    "transverse symmetry": "symmetry_crossplane",
+    "transsym": "symmetry_crossplane",
+    "trsym": "symmetry_crossplane",
+    "crossplane symmetry": "symmetry_crossplane",
+    "cross-plane symmetry": "symmetry_crossplane",
+    "symmetry crossplane": "symmetry_crossplane",
+    "symmetry ab": "symmetry_crossplane",
+    "energy constancy": "energy",
+    "beam quality": "energy",
+    "pdd": "energy",
+    "lasers": "laser",
+    "laser localization": "laser",
+    "localizing lasers": "laser",
+    "distance indicator": "odi",
+    "optical distance indicator": "odi",
+    "collimator size": "field_size",
+    "field size": "field_size",
+    "collimator size indicator": "field_size",
+    "jaws": "jaw",
+    "jaw position": "jaw",
+    "jaw position indicators": "jaw",
+    "crosshair centering": "crosshair",
+    "cross hair": "crosshair",
+    "cross-hair": "crosshair",
+    "walkout": "crosshair",
+    "light field": "light_radiation",
+    "light/radiation": "light_radiation",
+    "light radiation coincidence": "light_radiation",
+    "light/radiation field coincidence": "light_radiation",
+    "couch position": "couch",
+    "table": "couch",
+    "gantry": "gantry_angle",
+    "gantry angle": "gantry_angle",
+    "collimator": "collimator_angle",
+    "collimator angle": "collimator_angle",
+    "imaging coincidence": "imaging_coincidence",
+    "kv mv coincidence": "imaging_coincidence",
+    "igrt positioning": "imaging_positioning",
+    "gamma": "gamma_pass_rate",
+    "gamma pass rate": "gamma_pass_rate",
+    "passing rate": "gamma_pass_rate",
+    "imrt qa": "gamma_pass_rate",
+    "mlc": "mlc_position",
+    "leaf position": "mlc_position",
+    "winston-lutz": "isocenter",
+    "winston lutz": "isocenter",
+    "wl": "isocenter",
+    "isocentre": "isocenter",
+}
+
+
+def _key(text: str) -> str:
+    """Lower-case, unify separators and collapse spaces."""
+    text = text.strip().lower().replace("_", " ")
+    text = re.sub(r"[\s]+", " ", text)
+    return text
+
+
+def canonical_test(name: str) -> str | None:
+    """Return the canonical test name for ``name`` or None when unknown.
+
+    Parameters
+    ----------
+    name : str
+        A test name as written in a file or a question ("Output", "dose",
+        "Axial Symmetry", "symmetry_inplane").
+
+    Returns
+    -------
+    str or None
+        The canonical name (a key of :data:`TESTS`), or None.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return None
+    key = _key(name)
+    underscored = key.replace(" ", "_")
+    if underscored in TESTS:
+        return underscored
+    if key in _TEST_ALIASES:
+        return _TEST_ALIASES[key]
+    # "6X output" style headers: strip a leading energy and try again.
+    stripped = _ENERGY_PREFIX.sub("", key).strip()
+    if stripped != key:
+        return canonical_test(stripped)
+    return None
+
+
+_ENERGY_RE = re.compile(
+    r"^\s*(?P<num>\d+(?:\.\d+)?)\s*"
+    r"(?P<unit>mv|mev|x|e|fff|mv\s*fff|x\s*fff|fff\s*x|srs)?\s*"
+    r"(?P<fff>fff|srs)?\s*(?P<kind>photons?|electrons?|x-?rays?)?\s*$"
+)
+_ENERGY_PREFIX = re.compile(r"^\d+(?:\.\d+)?\s*(mv|mev|x|e)?\s*(fff)?\s+")
+
+
+def canonical_energy(text: object) -> str | None:
+    """Normalise a beam energy to the department notation (6X, 10FFF, 9E).
+
+    Parameters
+    ----------
+    text : object
+        "6 MV", "6x", "6MV FFF", "10 FFF", "9 MeV", "12e", "6 MV photons".
+        Empty values (None, "", NaN) mean a test without a beam.
+
+    Returns
+    -------
+    str or None
+        The canonical energy, "" for no energy, or None when not recognised.
+    """
+    if text is None:
+        return ""
+    if isinstance(text, float):
+        if text != text:  # NaN: an empty cell
+            return ""
+        text = f"{text:g}"
+    value = str(text).strip()
+    if not value or value.lower() in {"nan", "none", "-", "n/a", "na"}:
+        return ""
+    match = _ENERGY_RE.match(value.lower())
+    if not match:
+        return None
+    num = match.group("num")
+    if num.endswith(".0"):
+        num = num[:-2]
+    unit = (match.group("unit") or "").replace(" ", "")
+    kind = match.group("kind") or ""
+    fff = "fff" in unit or match.group("fff") == "fff"
+    if unit in {"mev", "e"} or kind.startswith("electron"):
+        return f"{num}E"
+    if fff:
+        return f"{num}FFF"
+    if unit == "srs" or match.group("fff") == "srs":
+        return f"{num}SRS"
+    return f"{num}X"
+
+
+def beam_type(energy: str) -> str:
+    """Return "photon", "electron" or "" (no beam) for a canonical energy."""
+    if not energy:
+        return ""
+    return "electron" if energy.endswith("E") else "photon"
+
+
+def canonical_machine(name: str, known: list[str] | None = None) -> str:
+    """Match a machine name forgivingly against the known names.
+
+    "truebeam 2", "TB2" (when unique) and "TrueBeam2" all give "TrueBeam2" when
+    that is known; an unknown name is returned stripped, as written.
+    """
+    cleaned = str(name).strip()
+    if not known:
+        return cleaned
+    key = re.sub(r"[\s_\-]+", "", cleaned.lower())
+    for candidate in known:
+        if re.sub(r"[\s_\-]+", "", candidate.lower()) == key:
+            return candidate
+    return cleaned
