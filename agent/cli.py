@@ -1,0 +1,314 @@
+"""The ``qa-agent`` command.
+
+``--json`` prints one JSON document on stdout and nothing else; messages go to
+stderr. Exit codes: 0 done (rows that could not be used are listed in
+``errors``), 2 the input as a whole is unusable, 1 anything else. A user's
+mistake never ends in a traceback (set ``QA_AGENT_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.config import ConfigError, Settings, get_settings
+from agent.qa.importers import InputError, RowError, read_measurements
+from agent.qa.names import TESTS, canonical_energy, canonical_machine, canonical_test
+from agent.qa.store import MeasurementStore, SeriesData, StoreError, series_from_frame
+from agent.qa.tolerances import ToleranceFileError, ToleranceTables
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Offline linac QA assistant: SPC, tolerances and drift.")
+
+
+class UsageProblem(Exception):
+    """A user mistake with a message; exit code 2."""
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _emit_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, indent=1, default=str) + "\n")
+
+
+def load_tables(settings: Settings) -> ToleranceTables:
+    """Tolerance tables with the data directory's overrides."""
+    return ToleranceTables.load(settings.tolerance_dir, [settings.data_dir],
+                                settings.default_machine_class)
+
+
+def select_series(
+    settings: Settings,
+    data: Path | None,
+    machine: str | None,
+    test: str | None,
+    energy: str | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[list[SeriesData], list[RowError]]:
+    """Series from a file or the store, filtered with forgiving names.
+
+    Raises
+    ------
+    UsageProblem
+        When a name is not recognised or nothing matches; the message lists
+        what is on hand.
+    """
+    errors: list[RowError] = []
+    if data is not None:
+        result = read_measurements(data)
+        errors = result.errors
+        series = series_from_frame(result.frame, result.events)
+    else:
+        store = MeasurementStore(settings.resolved_database_url)
+        series = store.load_series(start=start, end=end)
+        start = end = None
+    if not series:
+        raise UsageProblem("no measurements on hand: import a file with "
+                           "'qa-agent import FILE' or pass --data FILE")
+    machines = sorted({s.machine for s in series})
+    want_test = want_energy = want_machine = None
+    if test:
+        want_test = canonical_test(test)
+        if want_test is None:
+            raise UsageProblem(f"test '{test}' not recognised; known tests: "
+                               + ", ".join(TESTS))
+    if energy:
+        want_energy = canonical_energy(energy)
+        if not want_energy:
+            raise UsageProblem(f"energy '{energy}' not recognised; write e.g. 6X, "
+                               "10FFF, 9E or '6 MV'")
+    if machine:
+        want_machine = canonical_machine(machine, machines)
+    chosen = [
+        s for s in series
+        if (want_machine is None or s.machine == want_machine)
+        and (want_test is None or s.test == want_test)
+        and (want_energy is None or s.energy == want_energy)
+    ]
+    if start or end:
+        chosen = [_clip(s, start, end) for s in chosen]
+        chosen = [s for s in chosen if s.values.size]
+    if not chosen:
+        asked = ", ".join(f"{k}={v}" for k, v in (
+            ("machine", machine), ("test", test), ("energy", energy),
+            ("start", start), ("end", end)) if v)
+        raise UsageProblem(f"no series matches {asked}; machines on hand: "
+                           f"{', '.join(machines)}; tests: "
+                           f"{', '.join(sorted({s.test for s in series}))}")
+    return chosen, errors
+
+
+def _clip(s: SeriesData, start: str | None, end: str | None) -> SeriesData:
+    import numpy as np
+
+    mask = np.ones(s.values.size, dtype=bool)
+    if start:
+        mask &= s.dates >= np.datetime64(start, "s")
+    if end:
+        mask &= s.dates < np.datetime64(end, "D") + np.timedelta64(1, "D")
+    return SeriesData(s.machine, s.test, s.energy, s.unit, s.dates[mask],
+                      s.values[mask], s.resets)
+
+
+def _run(func, as_json: bool) -> None:
+    """Run a command body, turning known problems into messages and exit codes."""
+    try:
+        func()
+    except (InputError, UsageProblem) as exc:
+        if as_json:
+            _emit_json({"series": [], "errors": [{"file": None, "line": None,
+                                                  "column": None,
+                                                  "reason": str(exc)}]})
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    except (StoreError, ConfigError, ToleranceFileError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # last resort: a message, not a traceback
+        if os.environ.get("QA_AGENT_DEBUG"):
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} "
+             "(set QA_AGENT_DEBUG=1 for details)")
+        raise typer.Exit(1) from None
+
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="CSV/XLSX file to "
+                                              "analyse instead of the store")]
+MachineOpt = Annotated[str | None, typer.Option("--machine", "-m")]
+TestOpt = Annotated[str | None, typer.Option("--test", "-t")]
+EnergyOpt = Annotated[str | None, typer.Option("--energy", "-e")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="first date")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="last date")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON document on stdout")]
+
+
+@app.command()
+def analyze(
+    data: DataOpt = None,
+    machine: MachineOpt = None,
+    test: TestOpt = None,
+    energy: EnergyOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    baseline_points: Annotated[int | None, typer.Option(
+        help="baseline = first N points of each segment")] = None,
+    baseline_start: Annotated[str | None, typer.Option(
+        help="baseline date range start")] = None,
+    baseline_end: Annotated[str | None, typer.Option(
+        help="baseline date range end")] = None,
+    rules: Annotated[str | None, typer.Option(
+        help="nelson, western_electric or both")] = None,
+    chart: Annotated[Path | None, typer.Option(
+        help="write a PNG and an HTML control chart per series to this folder")
+    ] = None,
+    details: Annotated[bool, typer.Option(
+        help="with --json: add the full evidence under 'details'")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tolerance check, control chart and drift verdict per series."""
+
+    def body() -> None:
+        from agent.qa.analysis import SeriesAnalysis, format_result, sort_worst_first
+
+        settings = get_settings()
+        tables = load_tables(settings)
+        series, errors = select_series(settings, data, machine, test, energy,
+                                       start, end)
+        if rules and rules not in ("nelson", "western_electric", "both"):
+            raise UsageProblem(f"--rules {rules}: use nelson, western_electric "
+                               "or both")
+        options = _options(settings, baseline_points, baseline_start,
+                           baseline_end, rules)
+        analyses = [SeriesAnalysis(s, tables).analyze(**options) for s in series]
+        results = sort_worst_first([a.results_data() for a in analyses])
+        if chart is not None:
+            for a in analyses:
+                name = "_".join(p for p in a.series.key if p).replace("/", "-")
+                a.save_png(chart / f"{name}.png")
+                a.plot().write_html(chart / f"{name}.html",
+                                    include_plotlyjs=True)
+            _err(f"charts written to {chart}")
+        if as_json:
+            _emit_json({"series": [r.to_contract(details) for r in results],
+                        "errors": [e.as_dict() for e in errors]})
+            return
+        for r in results:
+            typer.echo(format_result(r) + "\n")
+        _report_errors(errors)
+
+    _run(body, as_json)
+
+
+def _options(settings: Settings, baseline_points, baseline_start, baseline_end,
+             rules) -> dict:
+    return {
+        "baseline_points": baseline_points or settings.baseline_points,
+        "baseline_start": baseline_start,
+        "baseline_end": baseline_end,
+        "ruleset": rules or settings.run_rules,
+        "min_baseline_points": settings.min_baseline_points,
+        "ewma_lambda": settings.ewma_lambda,
+        "ewma_L": settings.ewma_L,
+        "cusum_k": settings.cusum_k,
+        "cusum_h": settings.cusum_h,
+    }
+
+
+def _report_errors(errors: list[RowError]) -> None:
+    if not errors:
+        return
+    _err(f"{len(errors)} problem(s) in the input (those rows were not used):")
+    for e in errors[:50]:
+        _err(f"  {e}")
+    if len(errors) > 50:
+        _err(f"  ... and {len(errors) - 50} more (use --json for all)")
+
+
+@app.command()
+def fleet(
+    data: DataOpt = None,
+    machine: MachineOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every series at once, worst first."""
+
+    def body() -> None:
+        from agent.qa.fleet import analyze_fleet, fleet_table
+
+        settings = get_settings()
+        tables = load_tables(settings)
+        series, errors = select_series(settings, data, machine, None, None, None,
+                                       None)
+        results = analyze_fleet(series, tables, _options(settings, None, None,
+                                                         None, None))
+        if as_json:
+            _emit_json({"series": [r.to_contract() for r in results],
+                        "errors": [e.as_dict() for e in errors]})
+            return
+        typer.echo(fleet_table(results))
+        _report_errors(errors)
+
+    _run(body, as_json)
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="CSV, XLSX or Daily QA 3 export")],
+    machine: Annotated[str | None, typer.Option(
+        help="machine name for a wide file without a machine column")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a QA data file into the measurement store (idempotent)."""
+
+    def body() -> None:
+        settings = get_settings()
+        store = MeasurementStore(settings.resolved_database_url)
+        report = store.import_file(file, machine=machine)
+        if as_json:
+            _emit_json(report.as_dict())
+            return
+        typer.echo(report.summary())
+        _report_errors(report.errors + report.conflicts)
+
+    _run(body, as_json)
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path | None, typer.Option(
+        help="folder for demo_fleet.csv and its truth (default: data dir)")] = None,
+    do_import: Annotated[bool, typer.Option(
+        "--import", help="also import it into the store")] = False,
+) -> None:
+    """Write a realistic two-year demo fleet with its injected truth."""
+
+    def body() -> None:
+        from agent.qa.demo import write_demo_fleet
+
+        settings = get_settings()
+        paths = write_demo_fleet(out or settings.data_dir / "demo")
+        typer.echo(f"wrote {paths['data']} and {paths['truth']}")
+        if do_import:
+            store = MeasurementStore(settings.resolved_database_url)
+            typer.echo(store.import_file(paths["data"]).summary())
+
+    _run(body, False)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,46 @@
+"""Fleet overview: every series analysed, worst first."""
+
+from __future__ import annotations
+
+from agent.qa.analysis import SeriesAnalysis, SeriesResult, sort_worst_first
+from agent.qa.store import SeriesData
+from agent.qa.tolerances import ToleranceTables
+
+
+def analyze_fleet(
+    series: list[SeriesData], tables: ToleranceTables, options: dict | None = None
+) -> list[SeriesResult]:
+    """Analyse all series with the same options; worst first.
+
+    Parameters
+    ----------
+    series : list of SeriesData
+    tables : ToleranceTables
+    options : dict, optional
+        Keyword arguments of :meth:`SeriesAnalysis.analyze`.
+    """
+    options = options or {}
+    return sort_worst_first(
+        [SeriesAnalysis(s, tables).analyze(**options).results_data() for s in series]
+    )
+
+
+def fleet_table(results: list[SeriesResult]) -> str:
+    """A fixed-width table for the terminal."""
+    header = (f"{'status':7} {'machine':12} {'test':20} {'energy':6} {'n':>5} "
+              f"{'latest':>8} {'limit':>6} {'drift':>6} {'onset':10}  reason")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        limit = r.tolerance["limit"] if r.tolerance else None
+        drift = {1: "up", -1: "down"}.get(r.drift.direction, "-")
+        lines.append(
+            f"{r.status:7} {r.machine[:12]:12} {r.test[:20]:20} {r.energy:6} "
+            f"{r.n:>5} {r.latest_value if r.latest_value is not None else '':>8} "
+            f"{limit if limit is not None else '-':>6} {drift:>6} "
+            f"{r.drift.onset or '':10}  {r.status_reason}"
+        )
+    counts = {s: sum(r.status == s for r in results) for s in ("action", "watch",
+                                                               "ok")}
+    lines.append(f"\n{len(results)} series: {counts['action']} action, "
+                 f"{counts['watch']} watch, {counts['ok']} ok")
+    return "\n".join(lines)
