@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
 
 
-class UsageProblem(Exception):
+class UsageError(Exception):
     """A user mistake with a message; exit code 2."""
 
 
@@ -57,7 +57,7 @@ def select_series(
 
     Raises
     ------
-    UsageProblem
+    UsageError
         When a name is not recognised or nothing matches; the message lists
         what is on hand.
     """
@@ -71,19 +71,19 @@ def select_series(
         series = store.load_series(start=start, end=end)
         start = end = None
     if not series:
-        raise UsageProblem("no measurements on hand: import a file with "
+        raise UsageError("no measurements on hand: import a file with "
                            "'qa-agent import FILE' or pass --data FILE")
     machines = sorted({s.machine for s in series})
     want_test = want_energy = want_machine = None
     if test:
         want_test = canonical_test(test)
         if want_test is None:
-            raise UsageProblem(f"test '{test}' not recognised; known tests: "
+            raise UsageError(f"test '{test}' not recognised; known tests: "
                                + ", ".join(TESTS))
     if energy:
         want_energy = canonical_energy(energy)
         if not want_energy:
-            raise UsageProblem(f"energy '{energy}' not recognised; write e.g. 6X, "
+            raise UsageError(f"energy '{energy}' not recognised; write e.g. 6X, "
                                "10FFF, 9E or '6 MV'")
     if machine:
         want_machine = canonical_machine(machine, machines)
@@ -100,7 +100,7 @@ def select_series(
         asked = ", ".join(f"{k}={v}" for k, v in (
             ("machine", machine), ("test", test), ("energy", energy),
             ("start", start), ("end", end)) if v)
-        raise UsageProblem(f"no series matches {asked}; machines on hand: "
+        raise UsageError(f"no series matches {asked}; machines on hand: "
                            f"{', '.join(machines)}; tests: "
                            f"{', '.join(sorted({s.test for s in series}))}")
     return chosen, errors
@@ -122,7 +122,7 @@ def _run(func, as_json: bool) -> None:
     """Run a command body, turning known problems into messages and exit codes."""
     try:
         func()
-    except (InputError, UsageProblem) as exc:
+    except (InputError, UsageError) as exc:
         if as_json:
             _emit_json({"series": [], "errors": [{"file": None, "line": None,
                                                   "column": None,
@@ -185,13 +185,14 @@ def analyze(
         series, errors = select_series(settings, data, machine, test, energy,
                                        start, end)
         if rules and rules not in ("nelson", "western_electric", "both"):
-            raise UsageProblem(f"--rules {rules}: use nelson, western_electric "
+            raise UsageError(f"--rules {rules}: use nelson, western_electric "
                                "or both")
         options = _options(settings, baseline_points, baseline_start,
                            baseline_end, rules)
         analyses = [SeriesAnalysis(s, tables).analyze(**options) for s in series]
         results = sort_worst_first([a.results_data() for a in analyses])
         if chart is not None:
+            chart.mkdir(parents=True, exist_ok=True)
             for a in analyses:
                 name = "_".join(p for p in a.series.key if p).replace("/", "-")
                 a.save_png(chart / f"{name}.png")

@@ -214,7 +214,7 @@ def import_csv(url: str, path: str) -> dict[str, Any]:
     }
 
 
-# --- steps c, d, e: end to end from the store ------------------------------------------
+# --- steps c, d, e: end to end from the store ---------------------------------
 
 
 def _profile_top(profiler: cProfile.Profile, key: str, top: int) -> list[dict]:
@@ -325,7 +325,7 @@ def end_to_end(url: str, repeats: int, profile: bool,
     return out
 
 
-# --- driver ------------------------------------------------------------------------------
+# --- driver -------------------------------------------------------------------
 
 
 def in_child(func: Callable[..., dict], *args: Any) -> dict:
@@ -377,8 +377,9 @@ def summary(result: dict[str, Any]) -> str:
         f"{v['clean_called_drift']}/{v['clean_series']}",
     ]
     if "profile" in e:
-        lines.append(f"e. profile of one pass ({e['profile']['seconds_under_profiler']:.2f}"
-                     " s under cProfile), top by cumulative time:")
+        seconds = e["profile"]["seconds_under_profiler"]
+        lines.append(f"e. profile of one pass ({seconds:.2f} s under cProfile), "
+                     "top by cumulative time:")
         for row in e["profile"]["top_cumulative"]:
             lines.append(f"   {row['cumtime']:8.3f} s {row['tottime']:8.3f} s "
                          f"{row['ncalls']:>9}  {row['function']}")

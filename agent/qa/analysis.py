@@ -430,11 +430,12 @@ class SeriesAnalysis:
         if significant and self.applied is not None:
             crossing, action_crossing = self._crossings(trend, days[-1], values[-1])
         if detected:
+            before = values[max(0, onset_idx - DRIFT_WINDOW):onset_idx].mean()
             evidence = (
                 f"CUSUM signalled on {iso(dates[signal_idx])} "
                 f"({'upward' if direction > 0 else 'downward'}); change estimated "
-                f"to start {iso(dates[onset_idx])}. Mean before "
-                f"{values[max(0, onset_idx - DRIFT_WINDOW):onset_idx].mean():.3g}, since {values[onset_idx:].mean():.3g}.")
+                f"to start {iso(dates[onset_idx])}. Mean before {before:.3g}, "
+                f"since {values[onset_idx:].mean():.3g}.")
         else:
             evidence = (f"No sustained change: the CUSUM stayed below h={DRIFT_H} "
                         f"over the last {values.size - n_base} points.")

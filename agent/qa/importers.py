@@ -682,11 +682,12 @@ def _read_dqa3(path, body, lines):
         diff = _to_number(body[roles["diff"]]) if "diff" in roles else None
         value = _to_number(body[roles["value"]]) if "value" in roles else None
         base = _to_number(body[roles["baseline"]]) if "baseline" in roles else None
+        if diff is None and (value is None or base is None):
+            continue  # a baseline alone gives no measurement
         if diff is None:
-            if metric == "output":
-                diff = 100.0 * (value - base) / base
-            else:  # profile metrics are already in percent: percentage points
-                diff = value - base
+            # Profile metrics are already in percent: percentage points.
+            diff = (100.0 * (value - base) / base if metric == "output"
+                    else value - base)
         elif value is not None and base is not None:
             fallback = (100.0 * (value - base) / base if metric == "output"
                         else value - base)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root (when missing) and installs the project.
+# --test also installs what the tests need beyond Python (Debian's postgresql).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=""
+for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && \
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        PY="$candidate"; break
+    fi
+done
+if [ -z "$PY" ]; then
+    echo "error: Python 3.11 is needed (python3.11 or python3 3.11.x on PATH)" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv with $("$PY" --version)" >&2
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+if [ "${1:-}" = "--test" ]; then
+    bash scripts/test-setup.sh
+fi
