@@ -60,7 +60,8 @@ def test_bad_rows_listed_rest_analysed(tmp_path):
     assert out.returncode == 0
     doc = json.loads(out.stdout)
     assert doc["errors"] == [{"file": str(csv), "line": 6, "column": "value",
-                              "reason": "value 'n/a' is not a number"}]
+                              "reason": "value 'n/a' is not a number; write a "
+                              "number such as 0.5"}]
     assert doc["series"][0]["n"] == 28
 
 

@@ -7,7 +7,6 @@ numbers asserted here can be read straight off the text in the test.
 from __future__ import annotations
 
 import datetime as dt
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -114,12 +113,6 @@ def test_canonical_machine_forgiving_match():
     assert canonical_machine(" TB1 ") == "TB1"
 
 
-@pytest.mark.xfail(
-    reason="names.canonical_machine docstring promises that a unique "
-    "abbreviation such as 'TB2' gives 'TrueBeam2'; the code only compares "
-    "names with spaces/underscores/dashes removed and returns 'TB2'",
-    strict=True,
-)
 def test_canonical_machine_unique_abbreviation():
     assert canonical_machine("TB2", ["TrueBeam2", "Halcyon1"]) == "TrueBeam2"
 
@@ -311,11 +304,6 @@ def test_cm_for_a_percent_test_is_rejected(tmp_path):
     assert records(r, "test", "value", "unit") == [("jaw", 5.0, "mm")]
 
 
-@pytest.mark.xfail(
-    reason="line numbers come from grid rows: a quoted CSV field spanning two "
-    "lines makes every later row's reported line one too small",
-    strict=True,
-)
 def test_line_numbers_after_a_quoted_multiline_field(tmp_path):
     path = write(tmp_path, "note.csv", [
         "date,machine,test,energy,value,unit,note",  # 1
@@ -327,13 +315,6 @@ def test_line_numbers_after_a_quoted_multiline_field(tmp_path):
     assert [(e.line, e.column) for e in r.errors] == [(4, "value")]
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    reason="_parse_dates: an ISO 8601 date-time with a UTC offset next to a "
-    "naive date makes pandas raise 'Mixed timezones detected' (a traceback, "
-    "not a RowError or InputError)",
-    strict=True,
-)
 def test_iso_datetime_with_offset_does_not_crash(tmp_path):
     path = write(tmp_path, "tz.csv", [
         "date,machine,test,energy,value,unit",
@@ -478,12 +459,6 @@ def test_xlsx_wide_with_title_rows_keeps_sheet_row_numbers(tmp_path):
     assert [(e.line, e.column) for e in r.errors] == [(5, "6X Output (%)")]
 
 
-@pytest.mark.xfail(
-    raises=zipfile.BadZipFile,
-    reason="_read_grid does not catch zipfile.BadZipFile: a truncated .xlsx "
-    "gives a traceback instead of InputError",
-    strict=True,
-)
 def test_truncated_xlsx_raises_input_error(tmp_path):
     wb = openpyxl.Workbook()
     wb.active.append(["date", "machine", "test", "value", "unit"])
@@ -590,11 +565,6 @@ def test_wide_bad_date_or_empty_machine_rejects_the_row(tmp_path):
     assert r.rows_rejected == 2
 
 
-@pytest.mark.xfail(
-    reason="_read_wide reports header problems on line 1 even when title "
-    "lines put the header further down (here on line 2)",
-    strict=True,
-)
 def test_wide_unknown_column_below_a_title_line(tmp_path):
     path = write(tmp_path, "title.csv", [
         "Morning QA log",
@@ -606,11 +576,6 @@ def test_wide_unknown_column_below_a_title_line(tmp_path):
     assert [(e.line, e.column) for e in r.errors] == [(2, "Coffee level")]
 
 
-@pytest.mark.xfail(
-    reason="_read_wide drops a data row whose test cells are all empty "
-    "without any RowError (the Daily QA 3 reader reports the same case)",
-    strict=True,
-)
 def test_wide_row_without_any_value_is_reported(tmp_path):
     path = write(tmp_path, "empty_row.csv", [
         "date,machine,6X Output (%),Laser (mm)",
@@ -706,6 +671,25 @@ def test_dqa3_relative_fallback_for_dose_is_not_a_difference(tmp_path):
     r = read_measurements(path)
     assert records(r, "test", "energy", "source_line") == [("output", "6X", 2)]
     assert r.frame["value"].iloc[0] == pytest.approx(2.0)
+
+
+def test_dqa3_without_diff_columns_and_bare_energy_numbers(tmp_path):
+    path = write(tmp_path, "nodiff.csv", [
+        "Date Time,Room,Energy,Beam Type,Dose,Dose Baseline,QAFlat,QAFlat Baseline",
+        "2024-01-02 07:15,TB1,6,Photon,51.0,50.0,1.5,1.0",
+        "2024-01-02 07:20,TB1,6,FFF,49.0,50.0,,",
+        "2024-01-02 07:25,TB1,9,Electron,50.5,50.0,2.0,2.4",
+    ])
+    r = read_measurements(path)
+    assert r.format == "dailyqa3"
+    assert r.errors == []
+    assert records(r, "test", "energy", "source_line") == [
+        ("output", "6X", 2), ("flatness", "6X", 2),
+        ("output", "6FFF", 3),
+        ("output", "9E", 4), ("flatness", "9E", 4),
+    ]
+    # Dose relative to its baseline, flatness as a difference.
+    np.testing.assert_allclose(r.frame["value"], [2.0, 0.5, -2.0, 1.0, -0.4])
 
 
 def test_dqa3_row_without_any_metric_is_reported(dqa3):

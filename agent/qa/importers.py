@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -161,7 +162,13 @@ def _read_grid(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: file not found")
     try:
         if suffix in {".xlsx", ".xlsm"}:
-            grid = pd.read_excel(path, header=None, dtype=str, sheet_name=0)
+            try:
+                grid = pd.read_excel(path, header=None, dtype=str, sheet_name=0)
+            except (zipfile.BadZipFile, KeyError, OSError) as exc:
+                raise InputError(
+                    f"{path}: not a readable Excel workbook ({type(exc).__name__}); "
+                    "open it in Excel and save it again as .xlsx, or export CSV"
+                ) from None
             return grid.fillna("")
         with path.open("r", encoding="utf-8-sig", errors="strict") as handle:
             sample = handle.read(8192)
@@ -201,6 +208,35 @@ def _read_grid(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot be read as a table ({first})") from None
+
+
+def _line_numbers(path: Path, grid: pd.DataFrame) -> np.ndarray:
+    """File line where each grid row starts (1-based).
+
+    Row i is line i + 1 unless a quoted cell spans several lines; then the
+    lines are counted again with the csv module.
+    """
+    default = np.arange(1, len(grid) + 1)
+    if path.suffix.lower() in {".xlsx", ".xlsm"}:
+        return default
+    spans = grid.apply(lambda col: col.astype(str).str.contains("\n")).any().any()
+    if not spans:
+        return default
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        sample = handle.read(8192)
+        handle.seek(0)
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+        except csv.Error:
+            delimiter = ","
+        if path.suffix.lower() == ".tsv":
+            delimiter = "\t"
+        reader = csv.reader(handle, delimiter=delimiter)
+        starts, previous = [], 0
+        for _ in reader:
+            starts.append(previous + 1)
+            previous = reader.line_num
+    return np.asarray(starts[: len(grid)]) if len(starts) >= len(grid) else default
 
 
 def _find_header(grid: pd.DataFrame, path: Path) -> int:
@@ -243,11 +279,13 @@ def read_measurements(path: str | Path, machine: str | None = None) -> ImportRes
     """
     path = Path(path)
     grid = _read_grid(path)
+    line_of_row = _line_numbers(path, grid)
     header_at = _find_header(grid, path)
     headers = [str(h).strip() for h in grid.iloc[header_at].tolist()]
     body = grid.iloc[header_at + 1 :].reset_index(drop=True)
     body.columns = _dedupe(headers)
-    lines = np.arange(header_at + 2, header_at + 2 + len(body))
+    lines = line_of_row[header_at + 1 :]
+    header_line = int(line_of_row[header_at])
     blank = (body.apply(lambda col: col.astype(str).str.strip()) == "").all(axis=1)
     body, lines = body[~blank.to_numpy()].reset_index(drop=True), lines[~blank]
     if body.empty:
@@ -260,7 +298,7 @@ def read_measurements(path: str | Path, machine: str | None = None) -> ImportRes
     elif _dqa3_metric_columns(columns):
         result = _read_dqa3(path, body, lines)
     else:
-        result = _read_wide(path, body, lines, long_map, machine)
+        result = _read_wide(path, body, lines, long_map, machine, header_line)
     result.rows_read = len(body)
     if result.frame.empty and result.events.empty:
         shown = "; ".join(str(e) for e in result.errors[:5])
@@ -307,8 +345,13 @@ class _Rejects:
         self.bad |= mask
 
 
+_UTC_OFFSET = re.compile(r"(?<=\d)(Z|[+-]\d{2}:?\d{2})$")
+
+
 def _parse_dates(raw: pd.Series) -> pd.Series:
-    text = raw.astype(str).str.strip()
+    """Parse ISO 8601 dates; an offset is dropped, keeping the local time as
+    written (the clock time at the linac is what the QA record means)."""
+    text = raw.astype(str).str.strip().str.replace(_UTC_OFFSET, "", regex=True)
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     missing = parsed.isna() & (text != "")
     if missing.any():
@@ -375,7 +418,8 @@ def _read_long(path: Path, body: pd.DataFrame, lines: np.ndarray, cols: dict):
     event_only = (event == "baseline_reset") & (value_raw == "")
 
     dates = _parse_dates(date_raw)
-    rej.add((date_raw == "").to_numpy(), cols["date"], "date is empty")
+    rej.add((date_raw == "").to_numpy(), cols["date"],
+            "date is empty; fill in the measurement date")
     rej.add((dates.isna() & (date_raw != "")).to_numpy(), cols["date"],
             [f"date '{d}' is not an ISO 8601 date (YYYY-MM-DD[ HH:MM])"
              for d in date_raw])
@@ -395,9 +439,10 @@ def _read_long(path: Path, body: pd.DataFrame, lines: np.ndarray, cols: dict):
     values = _to_number(value_raw)
     measured = ~event_only
     rej.add((measured & (value_raw == "")).to_numpy(), cols["value"],
-            "value is empty")
+            "value is empty; fill in the measurement or delete the row")
     rej.add((measured & (value_raw != "") & ~np.isfinite(values)).to_numpy(),
-            cols["value"], [f"value '{v}' is not a number" for v in value_raw])
+            cols["value"], [f"value '{v}' is not a number; write a number such as 0.5"
+             for v in value_raw])
 
     unit = _map_unique(unit_raw, _normalise_unit)
     if "unit" not in cols:
@@ -413,7 +458,8 @@ def _read_long(path: Path, body: pd.DataFrame, lines: np.ndarray, cols: dict):
              "column so the percent deviation can be computed" for u in unit])
     rej.add((measured & (base_raw != "") & ~(np.isfinite(baseline)
             & (baseline != 0))).to_numpy(), cols.get("baseline"),
-            [f"baseline '{b}' is not a non-zero number" for b in base_raw])
+            [f"baseline '{b}' is not a non-zero number; give the reference "
+             "reading of this raw unit" for b in base_raw])
     unknown_unit = measured & (unit != "") & ~raw_unit & ~unit.isin(
         {"%", "mm", "cm", "deg"})
     rej.add(unknown_unit.to_numpy(), cols.get("unit"),
@@ -489,7 +535,7 @@ def _parse_wide_header(header: str) -> tuple[str | None, str, str | None]:
     return canonical_test(text), energy, unit
 
 
-def _read_wide(path, body, lines, cols, machine_arg):
+def _read_wide(path, body, lines, cols, machine_arg, header_line=1):
     rej = _Rejects(path, lines)
     headers_errors: list[RowError] = []
     used = {cols.get(k) for k in ("date", "machine", "energy")}
@@ -501,7 +547,7 @@ def _read_wide(path, body, lines, cols, machine_arg):
         test, energy, unit = _parse_wide_header(header)
         if test is None:
             headers_errors.append(RowError(
-                str(path), 1, header,
+                str(path), header_line, header,
                 "column not recognised as a QA test and not imported; rename it "
                 "to a test name such as 'Output 6X (%)' or 'Laser (mm)'"))
             continue
@@ -510,7 +556,7 @@ def _read_wide(path, body, lines, cols, machine_arg):
             pass
         elif unit not in _allowed_units(test):
             headers_errors.append(RowError(
-                str(path), 1, header,
+                str(path), header_line, header,
                 f"unit '{unit}' does not fit test '{test}'; column not imported"))
             continue
         test_columns.append((header, test, energy, unit))
@@ -529,7 +575,8 @@ def _read_wide(path, body, lines, cols, machine_arg):
     n = len(body)
     date_raw = body[cols["date"]].astype(str).str.strip()
     dates = _parse_dates(date_raw)
-    rej.add((date_raw == "").to_numpy(), cols["date"], "date is empty")
+    rej.add((date_raw == "").to_numpy(), cols["date"],
+            "date is empty; fill in the measurement date")
     rej.add((dates.isna() & (date_raw != "")).to_numpy(), cols["date"],
             [f"date '{d}' is not an ISO 8601 date (YYYY-MM-DD[ HH:MM])"
              for d in date_raw])
@@ -546,8 +593,10 @@ def _read_wide(path, body, lines, cols, machine_arg):
                 "energy not recognised; write e.g. 6X, 10FFF, 9E or 6 MV")
     good = ~rej.bad
     parts = []
+    any_value = np.zeros(n, dtype=bool)
     for header, test, energy, unit in test_columns:
         raw = body[header].astype(str).str.strip()
+        any_value |= (raw != "").to_numpy()
         numbers = _to_number(raw)
         # Each cell is its own measurement: a bad cell is rejected alone.
         bad_cell = (raw != "") & ~np.isfinite(numbers)
@@ -577,6 +626,10 @@ def _read_wide(path, body, lines, cols, machine_arg):
             "baseline": np.nan,
             "source_line": lines[keep],
         }))
+    for i in np.flatnonzero(good & ~any_value):
+        rej.errors.append(RowError(str(path), int(lines[i]), None,
+                                   "no test value in this row; nothing imported "
+                                   "from it"))
     frame = (pd.concat(parts, ignore_index=True) if parts
              else pd.DataFrame(columns=COLUMNS))
     frame = frame.sort_values("source_line", kind="stable").reset_index(drop=True)

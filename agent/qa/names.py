@@ -211,4 +211,8 @@ def canonical_machine(name: str, known: list[str] | None = None) -> str:
     for candidate in known:
         if re.sub(r"[\s_\-]+", "", candidate.lower()) == key:
             return candidate
-    return cleaned
+    # Abbreviations: capitals and digits of a known name ("TB2" for TrueBeam2),
+    # accepted only when exactly one known name fits.
+    fits = [c for c in known
+            if "".join(ch for ch in c if ch.isupper() or ch.isdigit()).lower() == key]
+    return fits[0] if len(fits) == 1 else cleaned
