@@ -168,3 +168,13 @@ def test_charts_render(tables, tmp_path):
     a.save_png(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
+
+
+def test_parallel_fleet_equals_serial(demo_fleet, tables):
+    from agent.qa.fleet import analyze_fleet
+
+    result = read_measurements(demo_fleet["data"])
+    series = series_from_frame(result.frame, result.events)
+    serial = analyze_fleet(series, tables, workers=1)
+    parallel = analyze_fleet(series, tables, workers=2)
+    assert [r.to_contract() for r in serial] == [r.to_contract() for r in parallel]

@@ -242,8 +242,8 @@ class SeriesAnalysis:
         frequency = frequency_of(spacing)
         self.applied = self.tables.applicable(s.machine, s.test, s.unit, s.energy,
                                               frequency)
-        levels = (np.array([self.applied.level(v) for v in values]) if
-                  self.applied else np.full(n, "ok"))
+        levels = (self.applied.levels(values) if self.applied
+                  else np.full(n, "ok", dtype=object))
         if self.applied is None:
             notes.append(f"No tolerance row found for {s.test} in {s.unit}; "
                          "tolerance not checked.")
@@ -406,10 +406,10 @@ class SeriesAnalysis:
             return DriftVerdict(False, 0, None, None, None, None, None, None, None,
                                 method, "Not enough points after the baseline for "
                                 "a drift verdict.")
-        scores = np.nan_to_num(spc.self_starting_scores(values, n_base), nan=0.0)
-        skipped = max(0, scores.size - DRIFT_WINDOW)
+        skipped = max(0, values.size - n_base - DRIFT_WINDOW)
         n_base += skipped  # indices below are relative to the window start
-        cs = spc.cusum(scores[skipped:], DRIFT_K, DRIFT_H)
+        scores = spc.self_starting_scores(values, n_base - skipped, first=n_base)
+        cs = spc.cusum(np.nan_to_num(scores, nan=0.0), DRIFT_K, DRIFT_H)
         detected = bool(cs.signal.any())
         direction, onset_idx, signal_idx = 0, None, None
         if detected:

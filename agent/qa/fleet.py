@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
 from agent.qa.analysis import SeriesAnalysis, SeriesResult, sort_worst_first
 from agent.qa.store import SeriesData
 from agent.qa.tolerances import ToleranceTables
 
+#: Below this many series one process is faster than starting workers.
+PARALLEL_FROM = 200
+
+
+def _analyze_chunk(args) -> list[SeriesResult]:
+    chunk, tables, options = args
+    return [SeriesAnalysis(s, tables).analyze(**options).results_data()
+            for s in chunk]
+
 
 def analyze_fleet(
-    series: list[SeriesData], tables: ToleranceTables, options: dict | None = None
+    series: list[SeriesData],
+    tables: ToleranceTables,
+    options: dict | None = None,
+    workers: int | None = None,
 ) -> list[SeriesResult]:
     """Analyse all series with the same options; worst first.
 
@@ -18,11 +34,21 @@ def analyze_fleet(
     tables : ToleranceTables
     options : dict, optional
         Keyword arguments of :meth:`SeriesAnalysis.analyze`.
+    workers : int, optional
+        Processes to use; default one per CPU core for large fleets, one
+        process below :data:`PARALLEL_FROM` series.
     """
     options = options or {}
-    return sort_worst_first(
-        [SeriesAnalysis(s, tables).analyze(**options).results_data() for s in series]
-    )
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(series) >= PARALLEL_FROM else 1
+    if workers <= 1:
+        return sort_worst_first(_analyze_chunk((series, tables, options)))
+    chunks = [series[i::workers] for i in range(workers)]
+    # fork: the workers inherit the loaded modules, so they start in milliseconds.
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        parts = pool.map(_analyze_chunk, [(c, tables, options) for c in chunks])
+        results = [r for part in parts for r in part]
+    return sort_worst_first(results)
 
 
 def fleet_table(results: list[SeriesResult]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
 #: Bias-correction constant for the moving range of two points.
@@ -93,8 +92,8 @@ def _window_end_mask(flags: np.ndarray, width: int, need: int) -> np.ndarray:
     """True at i when at least ``need`` of flags[i-width+1 .. i] are True."""
     out = np.zeros(flags.size, dtype=bool)
     if flags.size >= width:
-        counts = sliding_window_view(flags.astype(np.int16), width).sum(axis=1)
-        out[width - 1 :] = counts >= need
+        running = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
+        out[width - 1 :] = (running[width:] - running[:-width]) >= need
     return out
 
 
@@ -225,7 +224,9 @@ def cusum(d: np.ndarray, k: float = 0.5, h: float = 5.0) -> CusumResult:
     return CusumResult(upper, lower, (upper > h) | (lower > h), k, h)
 
 
-def self_starting_scores(x: np.ndarray, start: int) -> np.ndarray:
+def self_starting_scores(
+    x: np.ndarray, start: int, first: int | None = None
+) -> np.ndarray:
     """Self-starting standardisation (Hawkins 1987).
 
     Each point from index ``start`` on is standardised by the mean and standard
@@ -234,10 +235,22 @@ def self_starting_scores(x: np.ndarray, start: int) -> np.ndarray:
     exactly independent N(0, 1), so CUSUM run lengths do not depend on how
     well a short baseline estimated the mean and sigma.
 
+    Parameters
+    ----------
+    x : ndarray
+        The measurements in time order.
+    start : int
+        Index of the first point to score (the points before it only serve as
+        the reference).
+    first : int, optional
+        Score only from this index on (the earlier points still count in the
+        running mean and SD); saves work when only the recent scores matter.
+
     Returns
     -------
     ndarray
-        Scores for x[start:], NaN where the earlier points have no spread.
+        Scores for x[max(start, first):], NaN where the earlier points have no
+        spread.
     """
     x = np.asarray(x, dtype=float)
     if start < 3 or x.size <= start:
@@ -248,7 +261,7 @@ def self_starting_scores(x: np.ndarray, start: int) -> np.ndarray:
     s2 = np.cumsum(centred * centred)
     mean = s1 / n
     var = (s2 - n * mean * mean) / np.maximum(n - 1, 1)
-    idx = np.arange(start, x.size)
+    idx = np.arange(max(start, first or 0), x.size)
     prev_mean = mean[idx - 1]
     prev_sd = np.sqrt(np.maximum(var[idx - 1], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):

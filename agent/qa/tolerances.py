@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -117,31 +118,32 @@ class AppliedTolerance:
 
     def level(self, value: float) -> Level:
         """TG-142 level of one value against this row."""
+        return str(self.levels(np.array([value], dtype=float))[0])  # type: ignore
+
+    def levels(self, values: np.ndarray) -> np.ndarray:
+        """TG-142 level of each value: "ok", "inspection" or "action".
+
+        With an action limit (TG-218), beyond the tolerance is inspection and
+        beyond the action limit is action; otherwise beyond the tolerance is
+        action and beyond an institutional inspection limit is inspection.
+        """
+        values = np.asarray(values, dtype=float)
         row = self.row
         if row.kind == "minimum":
-            if self.action_limit is not None:
-                if value < self.action_limit:
-                    return "action"
-                if value < self.limit:
-                    return "inspection"
-                return "ok"
-            if value < self.limit:
-                return "action"
-            if self.inspection_limit is not None and value < self.inspection_limit:
-                return "inspection"
-            return "ok"
-        deviation = abs(value - row.nominal)
+            # Distance below the limit, so that "beyond" means "greater".
+            beyond = lambda limit: values < limit  # noqa: E731
+        else:
+            deviation = np.abs(values - row.nominal)
+            beyond = lambda limit: deviation > limit  # noqa: E731
+        out = np.full(values.size, "ok", dtype=object)
         if self.action_limit is not None:
-            if deviation > self.action_limit:
-                return "action"
-            if deviation > self.limit:
-                return "inspection"
-            return "ok"
-        if deviation > self.limit:
-            return "action"
-        if self.inspection_limit is not None and deviation > self.inspection_limit:
-            return "inspection"
-        return "ok"
+            out[beyond(self.limit)] = "inspection"
+            out[beyond(self.action_limit)] = "action"
+            return out
+        if self.inspection_limit is not None:
+            out[beyond(self.inspection_limit)] = "inspection"
+        out[beyond(self.limit)] = "action"
+        return out
 
     def bands(self) -> dict[str, float | None]:
         """Lower/upper tolerance and action bounds for charts."""
