@@ -26,9 +26,11 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +65,24 @@ SCENARIOS = (
     Scenario("step_2sigma", step=2.0),
     Scenario("ramp_0.05sigma_per_day", ramp=0.05),
 )
+
+
+def code_version() -> dict[str, Any]:
+    """Which library code was measured: commit, local changes, content hash."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "agent" / "qa").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    changed = git("status", "--porcelain", "--", "agent", "knowledge/tolerances")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_library_changes": changed.splitlines(),
+            "agent_qa_sha256": digest.hexdigest()[:16]}
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -165,6 +185,7 @@ def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
         "fraction_not_detected": missed / runs,
         "not_detected_wilson95": list(wilson(missed, runs)),
         "delay_measurements": stats_of(delays),
+        "delay_index_difference": stats_of([d - 1 for d in delays]),
         "fraction_delay_within_10": (sum(d <= 10 for d in delays) / detected_after
                                      if detected_after else None),
         "direction_right_fraction": right / detected_after if detected_after
@@ -184,7 +205,12 @@ def summary(result: dict[str, Any]) -> str:
         aim = "met by the estimate, not by the whole interval"
     else:
         aim = "NOT met"
+    code = result["environment"]["code"]
+    dirty = code["uncommitted_library_changes"]
     lines = [
+        f"Code: commit {code['commit']}"
+        + (f" with uncommitted changes ({', '.join(dirty)})" if dirty else "")
+        + f"; agent/qa sha256 {code['agent_qa_sha256']}",
         f"Drift verdict (self-starting CUSUM k={DRIFT_K}, h={DRIFT_H}), "
         f"{result['config']['runs']} runs per case, {s['length']} points, "
         f"sd {SD}:",
@@ -228,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"runs": args.runs, "length": args.length, "change": args.change,
                    "seed": args.seed, "sd": SD, "drift_k": DRIFT_K,
                    "drift_h": DRIFT_H, "series": "SimLinac output 6X, %, daily",
-                   "delay_convention": "signal index - change index + 1"},
+                   "delay_convention": "delay_measurements = signal index - "
+                   "change index + 1 (the changed point counts as 1); "
+                   "delay_index_difference = signal index - change index"},
         "environment": {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(),
+            "platform": platform.platform(), "code": code_version(),
         },
         "stable": run_stable(rng, args.runs, args.length, tables),
         "changes": [],

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
+import inspect
 import io
 import json
 import os
@@ -36,6 +38,7 @@ import platform
 import pstats
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -234,10 +237,16 @@ def _profile_top(profiler: cProfile.Profile, key: str, top: int) -> list[dict]:
 
 def end_to_end(url: str, repeats: int, profile: bool,
                injected: list[dict]) -> dict[str, Any]:
-    """Load and analyse the whole fleet from the store, ``repeats`` times."""
+    """Load and analyse the whole fleet from the store, ``repeats`` times.
+
+    ``analyze_fleet`` is called as the application calls it (its default
+    number of worker processes). When it accepts ``workers``, the analysis is
+    also timed in one process (``workers=1``), and the profile is taken of
+    that serial pass, since cProfile cannot see into worker processes.
+    """
     rss0 = peak_rss_mb()
+    from agent.qa import fleet
     from agent.qa.analysis import SeriesAnalysis
-    from agent.qa.fleet import analyze_fleet
     from agent.qa.store import MeasurementStore
     from agent.qa.tolerances import ToleranceTables
 
@@ -249,6 +258,9 @@ def end_to_end(url: str, repeats: int, profile: bool,
     store = MeasurementStore(url)
     t_open = time.perf_counter() - t0
     options: dict[str, Any] = {}
+    has_workers = "workers" in inspect.signature(fleet.analyze_fleet).parameters
+    serial: dict[str, Any] = {"workers": 1} if has_workers else {}
+    load_before = os.getloadavg()
     runs = []
     results = series = None
     for _ in range(repeats):
@@ -256,12 +268,22 @@ def end_to_end(url: str, repeats: int, profile: bool,
         t0 = time.perf_counter()
         series = store.load_series()
         t1 = time.perf_counter()
-        results = analyze_fleet(series, tables, options)
+        results = fleet.analyze_fleet(series, tables, options)
         t2 = time.perf_counter()
         runs.append({"load": t1 - t0, "analyze": t2 - t1, "total": t2 - t0})
     rss_e2e = peak_rss_mb()
+    load_after = os.getloadavg()
     assert series is not None and results is not None
+    serial_runs = []
+    if has_workers:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fleet.analyze_fleet(series, tables, options, **serial)
+            serial_runs.append(time.perf_counter() - t0)
 
+    t0 = time.perf_counter()
+    SeriesAnalysis(series[0], tables).analyze(**options)  # warm-up (lazy imports)
+    first_call = time.perf_counter() - t0
     per_series = []
     for s in series:
         t0 = time.perf_counter()
@@ -279,45 +301,60 @@ def end_to_end(url: str, repeats: int, profile: bool,
     status = {s: sum(r.status == s for r in results)
               for s in ("action", "watch", "ok")}
 
+    def label(key: tuple[str, ...]) -> str:
+        return " ".join(p for p in key if p)
+
     out: dict[str, Any] = {
         "rss_baseline_mb": rss0,
         "rss_after_imports_mb": rss_imports,
         "peak_rss_mb": rss_e2e,
+        "peak_rss_worker_mb": resource.getrusage(
+            resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
         "seconds_tables_load": t_tables,
         "seconds_open_store": t_open,
         "series_loaded": len(series),
         "measurements_loaded": int(sum(s.values.size for s in series)),
+        "analyze_fleet_has_workers": has_workers,
+        "parallel_from_series": getattr(fleet, "PARALLEL_FROM", None),
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(load_after),
         "runs": runs,
         "best": {k: min(r[k] for r in runs) for k in ("load", "analyze", "total")},
+        "best_run": min(runs, key=lambda r: r["total"]),
         "median": {k: statistics.median(r[k] for r in runs)
                    for k in ("load", "analyze", "total")},
+        "analyze_one_process": ({"runs": serial_runs, "best": min(serial_runs),
+                                 "median": statistics.median(serial_runs)}
+                                if serial_runs else None),
         "per_series_ms": {
             "n": int(ms.size), "median": float(np.median(ms)),
             "p95": float(np.percentile(ms, 95)), "mean": float(ms.mean()),
-            "max": float(ms.max()),
-            "slowest": " ".join(p for p in series[slowest].key if p),
+            "max": float(ms.max()), "slowest": label(series[slowest].key),
             "sum_s": float(ms.sum() / 1000.0),
+            "first_call_warm_up_ms": first_call * 1000.0,
         },
         "verdicts": {
             "status_counts": status,
             "injected_changes": len(truth),
             "injected_called_drift": len(caught),
             "injected_direction_right": len(direction_ok),
-            "injected_missed": [" ".join(p for p in k if p) + f" ({truth[k]['kind']} "
+            "injected_missed": [f"{label(k)} ({truth[k]['kind']} "
                                 f"{truth[k]['magnitude']} from {truth[k]['onset']})"
                                 for k in truth if k not in caught],
             "clean_series": len(found) - len(truth),
             "clean_called_drift": len(false),
-            "clean_called_drift_which": [" ".join(p for p in k if p) for k in false],
+            "clean_called_drift_which": [label(k) for k in false],
         },
     }
     if profile:
         profiler = cProfile.Profile()
         t0 = time.perf_counter()
         profiler.enable()
-        analyze_fleet(store.load_series(), tables, options)
+        fleet.analyze_fleet(store.load_series(), tables, options, **serial)
         profiler.disable()
         out["profile"] = {
+            "what": "store.load_series() + analyze_fleet("
+                    + ("workers=1" if serial else "default") + ")",
             "seconds_under_profiler": time.perf_counter() - t0,
             "top_cumulative": _profile_top(profiler, "cumtime", 15),
             "top_own_time": _profile_top(profiler, "tottime", 15),
@@ -334,6 +371,24 @@ def in_child(func: Callable[..., dict], *args: Any) -> dict:
         return pool.submit(func, *args).result()
 
 
+def code_version() -> dict[str, Any]:
+    """Which library code was measured: commit, local changes, content hash."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "agent" / "qa").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    changed = git("status", "--porcelain", "--", "agent", "knowledge/tolerances")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_library_changes": changed.splitlines(),
+            "agent_qa_sha256": digest.hexdigest()[:16]}
+
+
 def environment() -> dict[str, Any]:
     """Machine and library versions for the record."""
     import scipy
@@ -344,6 +399,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "code": code_version(),
+        "loadavg_at_start": list(os.getloadavg()),
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "scipy": scipy.__version__,
@@ -355,7 +412,13 @@ def summary(result: dict[str, Any]) -> str:
     """A short text summary for people."""
     g, i, e = result["generate"], result["import"], result["end_to_end"]
     p, v = e["per_series_ms"], e["verdicts"]
+    best = min(e["runs"], key=lambda r: r["total"])
+    code = result["environment"]["code"]
+    dirty = code["uncommitted_library_changes"]
     lines = [
+        f"Code: commit {code['commit']}"
+        + (f" with uncommitted changes ({', '.join(dirty)})" if dirty else "")
+        + f"; agent/qa sha256 {code['agent_qa_sha256']}",
         f"Fleet: {result['config']['machines']} machines x "
         f"{result['config']['series']} series x {g['days']} days = {g['rows']:,} "
         f"rows ({g['csv_mb']:.0f} MB CSV); database {result['config']['db']}",
@@ -363,14 +426,25 @@ def summary(result: dict[str, Any]) -> str:
         f"b. import     {i['seconds']:7.2f} s   peak RSS {i['peak_rss_mb']:6.0f} MB"
         f"   {i['rows_per_second']:,.0f} rows/s ({i['added']:,} added, "
         f"{i['errors']} errors)",
-        f"c. end to end best {e['best']['total']:.2f} s (load "
-        f"{e['best']['load']:.2f} + analyse {e['best']['analyze']:.2f}), median "
-        f"{e['median']['total']:.2f} s (load {e['median']['load']:.2f} + analyse "
-        f"{e['median']['analyze']:.2f}) over {len(e['runs'])} runs; peak RSS "
-        f"{e['peak_rss_mb']:.0f} MB (idle child {e['rss_after_imports_mb']:.0f} MB)",
-        f"   aim < 2 s: {'met' if e['best']['total'] < 2 else 'NOT met'}",
+        f"c. end to end best {best['total']:.2f} s (that run: load "
+        f"{best['load']:.2f} + analyse {best['analyze']:.2f}), median "
+        f"{e['median']['total']:.2f} s over {len(e['runs'])} runs; best load "
+        f"{e['best']['load']:.2f} s, best analyse {e['best']['analyze']:.2f} s",
+        f"   peak RSS {e['peak_rss_mb']:.0f} MB (idle child after imports "
+        f"{e['rss_after_imports_mb']:.0f} MB); load average before/after "
+        f"{e['loadavg_before'][0]:.2f}/{e['loadavg_after'][0]:.2f}",
+        f"   aim < 2 s: best {'met' if best['total'] < 2 else 'NOT met'}, median "
+        f"{'met' if e['median']['total'] < 2 else 'NOT met'}",
+    ]
+    one = e.get("analyze_one_process")
+    if one:
+        lines.append(f"   analysis in one process (workers=1): best {one['best']:.2f} "
+                     f"s, median {one['median']:.2f} s; worker peak RSS "
+                     f"{e['peak_rss_worker_mb']:.0f} MB")
+    lines += [
         f"d. per series median {p['median']:.2f} ms, p95 {p['p95']:.2f} ms, max "
-        f"{p['max']:.2f} ms ({p['slowest']}) over {p['n']} series",
+        f"{p['max']:.2f} ms ({p['slowest']}) over {p['n']} series (first call, "
+        f"warm-up: {p['first_call_warm_up_ms']:.0f} ms)",
         f"verdicts: {v['status_counts']}; injected changes called drift "
         f"{v['injected_called_drift']}/{v['injected_changes']} (direction right "
         f"{v['injected_direction_right']}); clean series called drift "
@@ -378,8 +452,8 @@ def summary(result: dict[str, Any]) -> str:
     ]
     if "profile" in e:
         seconds = e["profile"]["seconds_under_profiler"]
-        lines.append(f"e. profile of one pass ({seconds:.2f} s under cProfile), "
-                     "top by cumulative time:")
+        lines.append(f"e. profile of {e['profile']['what']} ({seconds:.2f} s under "
+                     "cProfile), top by cumulative time:")
         for row in e["profile"]["top_cumulative"]:
             lines.append(f"   {row['cumtime']:8.3f} s {row['tottime']:8.3f} s "
                          f"{row['ncalls']:>9}  {row['function']}")

@@ -16,6 +16,7 @@ that a million rows load in a fraction of a second on either database.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -425,10 +426,11 @@ class MeasurementStore:
                 end_ts += pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
             conditions.append(f"t <= {int(end_ts.timestamp())}")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        # Only integers are formatted into this statement; the raw cursor avoids
-        # building a million Row objects.
-        sql = (f"SELECT series_id, t, value FROM measurement{where} "
-               "ORDER BY series_id, t, seq")
+        # Only integers are formatted into this statement. The raw cursor avoids
+        # building a million Row objects; the table is scanned in storage order
+        # and sorted here, which is several times faster than ORDER BY through
+        # the index (random access to every row).
+        sql = f"SELECT series_id, t, seq, value FROM measurement{where}"
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -438,10 +440,14 @@ class MeasurementStore:
             raw.close()
         if not rows:
             return []
-        data = np.array(rows, dtype=np.float64)
-        sid = data[:, 0].astype(np.int64)
-        t = data[:, 1].astype(np.int64)
-        values = data[:, 2]
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64,
+                           count=4 * len(rows)).reshape(-1, 4)
+        del rows
+        order = np.lexsort((flat[:, 2], flat[:, 1], flat[:, 0]))
+        flat = flat[order]
+        sid = flat[:, 0].astype(np.int64)
+        t = flat[:, 1].astype(np.int64)
+        values = flat[:, 3]
         starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
         stops = np.r_[starts[1:], sid.size]
         resets = self._reset_lookup()
