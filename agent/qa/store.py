@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -405,7 +404,11 @@ class MeasurementStore:
         Filters compare exactly with canonical names; resolve user spelling
         first (:mod:`agent.qa.names`).
         """
-        index = self.series_index()
+        with self.engine.connect() as conn:
+            index = pd.DataFrame(conn.execute(select(series_table)).fetchall(),
+                                 columns=["series_id", "machine", "test", "energy",
+                                          "unit"])
+        total = len(index)
         if machine:
             index = index[index["machine"] == machine]
         if test:
@@ -415,7 +418,7 @@ class MeasurementStore:
         if index.empty:
             return []
         conditions = []
-        if len(index) < len(self._all_ids()):
+        if len(index) < total:
             ids = ",".join(str(int(i)) for i in index["series_id"])
             conditions.append(f"series_id IN ({ids})")
         if start:
@@ -462,10 +465,6 @@ class MeasurementStore:
                 values=values[a:b], resets=resets(*key),
             ))
         return out
-
-    def _all_ids(self) -> Sequence[int]:
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(select(series_table.c.id))]
 
     def _reset_lookup(self):
         events = self.events()
