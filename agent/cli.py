@@ -244,14 +244,23 @@ def fleet(
     """Every series at once, worst first."""
 
     def body() -> None:
-        from agent.qa.fleet import analyze_fleet, fleet_table
+        from agent.qa.fleet import analyze_fleet, analyze_store_fleet, fleet_table
 
         settings = get_settings()
         tables = load_tables(settings)
-        series, errors = select_series(settings, data, machine, None, None, None,
-                                       None)
-        results = analyze_fleet(series, tables, _options(settings, None, None,
-                                                         None, None))
+        options = _options(settings, None, None, None, None)
+        if data is None and machine is None:
+            # The whole store: the workers load their own shares (fastest path).
+            errors: list[RowError] = []
+            results = analyze_store_fleet(settings.resolved_database_url, tables,
+                                          options)
+            if not results:
+                raise UsageError("no measurements on hand: import a file with "
+                                 "'qa-agent import FILE' or pass --data FILE")
+        else:
+            series, errors = select_series(settings, data, machine, None, None,
+                                           None, None)
+            results = analyze_fleet(series, tables, options)
         if as_json:
             _emit_json({"series": [r.to_contract() for r in results],
                         "errors": [e.as_dict() for e in errors]})

@@ -178,3 +178,16 @@ def test_parallel_fleet_equals_serial(demo_fleet, tables):
     serial = analyze_fleet(series, tables, workers=1)
     parallel = analyze_fleet(series, tables, workers=2)
     assert [r.to_contract() for r in serial] == [r.to_contract() for r in parallel]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_store_fleet_equals_in_memory_fleet(demo_fleet, tables, store_url, workers):
+    from agent.qa.fleet import analyze_fleet, analyze_store_fleet
+    from agent.qa.store import MeasurementStore
+
+    store = MeasurementStore(store_url)
+    store.import_file(demo_fleet["data"])
+    expected = analyze_fleet(store.load_series(), tables, workers=1)
+    got = analyze_store_fleet(store_url, tables, workers=workers)
+    assert len(got) == 87
+    assert [r.to_contract() for r in got] == [r.to_contract() for r in expected]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from agent.qa.analysis import SeriesAnalysis, SeriesResult, sort_worst_first
-from agent.qa.store import SeriesData
+from agent.qa.store import MeasurementStore, SeriesData
 from agent.qa.tolerances import ToleranceTables
 
 #: Below this many series one process is faster than starting workers.
@@ -47,6 +48,47 @@ def analyze_fleet(
     # fork: the workers inherit the loaded modules, so they start in milliseconds.
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         parts = pool.map(_analyze_chunk, [(c, tables, options) for c in chunks])
+        results = [r for part in parts for r in part]
+    return sort_worst_first(results)
+
+
+def _load_and_analyze(args) -> list[SeriesResult]:
+    url, ids, tables, options = args
+    store = MeasurementStore(url)  # a fresh engine: never share one across fork
+    try:
+        return _analyze_chunk((store.load_series(series_ids=ids), tables, options))
+    finally:
+        store.engine.dispose()
+
+
+def analyze_store_fleet(
+    url: str,
+    tables: ToleranceTables,
+    options: dict | None = None,
+    workers: int | None = None,
+) -> list[SeriesResult]:
+    """Analyse every series in the store, worst first.
+
+    Each worker process loads its own share of the series and analyses it, so
+    that reading the rows runs on all cores too; results are the same as
+    ``analyze_fleet(store.load_series(), ...)``.
+    """
+    options = options or {}
+    store = MeasurementStore(url)
+    ids = store.series_ids()
+    store.engine.dispose()
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(ids) >= PARALLEL_FROM else 1
+    if workers <= 1:
+        return sort_worst_first(_load_and_analyze((url, ids, tables, options)))
+    # Contiguous blocks of ids: rows are stored series by series, so each
+    # worker reads one stretch of the table.
+    ids = sorted(ids)
+    bounds = [round(i * len(ids) / workers) for i in range(workers + 1)]
+    shares = [ids[a:b] for a, b in itertools.pairwise(bounds)]
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        parts = pool.map(_load_and_analyze,
+                         [(url, share, tables, options) for share in shares])
         results = [r for part in parts for r in part]
     return sort_worst_first(results)
 

@@ -256,6 +256,9 @@ class MeasurementStore:
                 new, dup, conflicts = self._split_existing(conn, frame, result.file)
                 report.duplicates, report.conflicts = dup, conflicts
                 if len(new):
+                    # Stored series by series, in time order: reading a series
+                    # (or a block of them) is then a sequential scan.
+                    new = new.sort_values(["series_id", "t", "seq"], kind="stable")
                     conn.execute(
                         measurement_table.insert(),
                         _records(new, import_id),
@@ -380,6 +383,11 @@ class MeasurementStore:
             frame[col.replace("_t", "")] = pd.to_datetime(frame[col], unit="s")
         return frame.drop(columns=["first_t", "last_t"])
 
+    def series_ids(self) -> list[int]:
+        """Ids of all series (cheap: the series table only)."""
+        with self.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(select(series_table.c.id))]
+
     def events(self, machine: str | None = None) -> pd.DataFrame:
         """Stored events (baseline resets) as a frame."""
         query = select(event_table)
@@ -398,6 +406,7 @@ class MeasurementStore:
         energy: str | None = None,
         start: str | None = None,
         end: str | None = None,
+        series_ids: list[int] | None = None,
     ) -> list[SeriesData]:
         """Load series matching the filters, with their baseline resets.
 
@@ -409,6 +418,8 @@ class MeasurementStore:
                                  columns=["series_id", "machine", "test", "energy",
                                           "unit"])
         total = len(index)
+        if series_ids is not None:
+            index = index[index["series_id"].isin(series_ids)]
         if machine:
             index = index[index["machine"] == machine]
         if test:
