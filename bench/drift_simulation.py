@@ -26,11 +26,9 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from provenance import code_version  # bench/ is on sys.path when run
 
 from agent.qa.analysis import DRIFT_H, DRIFT_K, SeriesAnalysis
 from agent.qa.store import SeriesData
@@ -65,24 +64,6 @@ SCENARIOS = (
     Scenario("step_2sigma", step=2.0),
     Scenario("ramp_0.05sigma_per_day", ramp=0.05),
 )
-
-
-def code_version() -> dict[str, Any]:
-    """Which library code was measured: commit, local changes, content hash."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "agent" / "qa").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    changed = git("status", "--porcelain", "--", "agent", "knowledge/tolerances")
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_library_changes": changed.splitlines(),
-            "agent_qa_sha256": digest.hexdigest()[:16]}
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

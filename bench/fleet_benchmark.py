@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import inspect
 import io
 import json
@@ -38,7 +37,6 @@ import platform
 import pstats
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from provenance import code_version  # bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE_DIR = ROOT / "knowledge" / "tolerances"
@@ -381,24 +380,6 @@ def in_child(func: Callable[..., dict], *args: Any) -> dict:
     """Run one step in a fresh spawned interpreter (own peak RSS)."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         return pool.submit(func, *args).result()
-
-
-def code_version() -> dict[str, Any]:
-    """Which library code was measured: commit, local changes, content hash."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "agent" / "qa").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    changed = git("status", "--porcelain", "--", "agent", "knowledge/tolerances")
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_library_changes": changed.splitlines(),
-            "agent_qa_sha256": digest.hexdigest()[:16]}
 
 
 def environment() -> dict[str, Any]:
