@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from agent.qa import spc
-from agent.qa.names import TESTS
 from agent.qa.store import SeriesData
 from agent.qa.tolerances import AppliedTolerance, ToleranceTables, frequency_of
 
@@ -595,5 +594,5 @@ def sort_worst_first(results: list[SeriesResult]) -> list[SeriesResult]:
                                           r.machine, r.test, r.energy))
 
 
-__all__ = ["TESTS", "SeriesAnalysis", "SeriesResult", "analyze_series",
+__all__ = ["SeriesAnalysis", "SeriesResult", "analyze_series",
            "format_result", "iso", "sort_worst_first"]

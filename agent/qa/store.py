@@ -38,7 +38,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.qa.importers import ImportResult, RowError, read_measurements
@@ -197,14 +197,10 @@ class MeasurementStore:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"cannot open the measurement database {self._safe_url()}: "
+                f"cannot open the measurement database {_without_password(url)}: "
                 f"{str(exc).splitlines()[0]}. Check QA_AGENT_DATABASE_URL and that "
                 "the server is running."
             ) from None
-
-    def _safe_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True) if hasattr(
-            self, "engine") else self.url.split("@")[-1]
 
     # --- writing --------------------------------------------------------------
 
@@ -500,6 +496,14 @@ class MeasurementStore:
                 t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in (series_table, measurement_table, event_table, import_table)
             }
+
+
+def _without_password(url: str) -> str:
+    """The URL for messages: a password never appears in them."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show only what follows the host
+        return url.split("@")[-1]
 
 
 def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
