@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.qa.analysis import SeriesAnalysis, analyze_series
+from agent.qa.analysis import SeriesAnalysis
+from agent.qa.fleet import analyze_fleet
 from agent.qa.importers import read_measurements
 from agent.qa.store import SeriesData, series_from_frame
 
@@ -19,7 +20,7 @@ def fleet_results(demo_fleet, tables):
     assert result.errors == []
     series = series_from_frame(result.frame, result.events)
     truth = json.loads(demo_fleet["truth"].read_text())["series"]
-    return analyze_series(series, tables), {
+    return analyze_fleet(series, tables, workers=1), {
         (t["machine"], t["test"], t["energy"]): t for t in truth}
 
 

@@ -114,3 +114,17 @@ def test_filters_and_date_range(store_url, tmp_path):
     assert len(only) == 1
     np.testing.assert_allclose(only[0].values, [0.5])
     assert store.load_series(machine="Nobody") == []
+
+
+def test_inventory_of_series_on_hand(store_url, tmp_path):
+    store = MeasurementStore(store_url)
+    store.import_file(_write(tmp_path, CSV))
+    index = store.series_index()
+    rows = {(r.machine, r.test, r.energy): (r.n, str(r.first.date()),
+                                            str(r.last.date()))
+            for r in index.itertuples()}
+    assert rows == {
+        ("TrueBeam1", "output", "6X"): (3, "2024-01-02", "2024-01-03"),
+        ("TrueBeam1", "laser", ""): (1, "2024-01-03", "2024-01-03"),
+        ("TrueBeam1", "output", "10X"): (1, "2024-01-05", "2024-01-05"),
+    }

@@ -570,15 +570,6 @@ def format_result(r: SeriesResult) -> str:
     return "\n".join(lines)
 
 
-def analyze_series(
-    series: list[SeriesData], tables: ToleranceTables, **options
-) -> list[SeriesResult]:
-    """Analyse many series, worst first (action, watch, ok; drift; margin)."""
-    results = [SeriesAnalysis(s, tables).analyze(**options).results_data()
-               for s in series]
-    return sort_worst_first(results)
-
-
 def sort_worst_first(results: list[SeriesResult]) -> list[SeriesResult]:
     """Order by status, then drift, then how close the latest value is to its limit."""
 
@@ -594,5 +585,5 @@ def sort_worst_first(results: list[SeriesResult]) -> list[SeriesResult]:
                                           r.machine, r.test, r.energy))
 
 
-__all__ = ["SeriesAnalysis", "SeriesResult", "analyze_series",
+__all__ = ["SeriesAnalysis", "SeriesResult",
            "format_result", "iso", "sort_worst_first"]

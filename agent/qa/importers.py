@@ -174,13 +174,7 @@ def _read_grid(path: Path) -> pd.DataFrame:
             sample = handle.read(8192)
         if not sample.strip():
             raise InputError(f"{path}: the file is empty; export the QA data again")
-        if suffix == ".tsv":
-            sep = "\t"
-        else:
-            try:
-                sep = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-            except csv.Error:
-                sep = ","
+        sep = _delimiter(path, sample)
         try:
             return pd.read_csv(
                 path,
@@ -210,6 +204,16 @@ def _read_grid(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as a table ({first})") from None
 
 
+def _delimiter(path: Path, sample: str) -> str:
+    """Tab for .tsv, else the separator the sample shows (comma by default)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
 def _line_numbers(path: Path, grid: pd.DataFrame) -> np.ndarray:
     """File line where each grid row starts (1-based).
 
@@ -225,13 +229,7 @@ def _line_numbers(path: Path, grid: pd.DataFrame) -> np.ndarray:
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         sample = handle.read(8192)
         handle.seek(0)
-        try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-        except csv.Error:
-            delimiter = ","
-        if path.suffix.lower() == ".tsv":
-            delimiter = "\t"
-        reader = csv.reader(handle, delimiter=delimiter)
+        reader = csv.reader(handle, delimiter=_delimiter(path, sample))
         starts, previous = [], 0
         for _ in reader:
             starts.append(previous + 1)

@@ -476,18 +476,8 @@ class MeasurementStore:
     def _reset_lookup(self):
         events = self.events()
         events = events[events["kind"] == "baseline_reset"]
-
-        def lookup(machine: str, test: str, energy: str) -> tuple:
-            if events.empty:
-                return ()
-            hit = events[
-                (events["machine"] == machine)
-                & events["test"].isin(["", test])
-                & events["energy"].isin(["", energy])
-            ]
-            return tuple(sorted(hit["t"].to_numpy().astype("datetime64[s]")))
-
-        return lookup
+        return lambda machine, test, energy: resets_for(events, machine, test,
+                                                        energy)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the tables (for reports and tests)."""
@@ -528,6 +518,24 @@ def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
     ]
 
 
+def resets_for(
+    events: pd.DataFrame | None, machine: str, test: str, energy: str
+) -> tuple[np.datetime64, ...]:
+    """Dates of the baseline resets that apply to one series, in order.
+
+    An event with an empty test or energy applies to all tests or energies of
+    its machine.
+    """
+    if events is None or events.empty:
+        return ()
+    hit = events[
+        (events["machine"] == machine)
+        & events["test"].isin(["", test])
+        & events["energy"].isin(["", energy])
+    ]
+    return tuple(sorted(pd.to_datetime(hit["date"]).to_numpy(dtype="datetime64[s]")))
+
+
 def series_from_frame(frame: pd.DataFrame, events: pd.DataFrame | None = None):
     """Group an imported frame into :class:`SeriesData` without a database."""
     out = []
@@ -535,15 +543,7 @@ def series_from_frame(frame: pd.DataFrame, events: pd.DataFrame | None = None):
     for (machine, test, energy, unit), group in frame.groupby(
         ["machine", "test", "energy", "unit"], sort=True
     ):
-        resets: tuple = ()
-        if events is not None and len(events):
-            hit = events[
-                (events["machine"] == machine)
-                & events["test"].isin(["", test])
-                & events["energy"].isin(["", energy])
-            ]
-            resets = tuple(sorted(pd.to_datetime(hit["date"]).to_numpy(
-                dtype="datetime64[s]")))
+        resets = resets_for(events, machine, test, energy)
         out.append(SeriesData(
             machine=machine, test=test, energy=energy, unit=unit,
             dates=pd.to_datetime(group["date"]).to_numpy(dtype="datetime64[s]"),

@@ -130,7 +130,7 @@ class AppliedTolerance:
         values = np.asarray(values, dtype=float)
         row = self.row
         if row.kind == "minimum":
-            # Distance below the limit, so that "beyond" means "greater".
+            # A minimum (gamma pass rate): beyond the limit means below it.
             beyond = lambda limit: values < limit  # noqa: E731
         else:
             deviation = np.abs(values - row.nominal)
