@@ -106,6 +106,21 @@ def select_series(
     return chosen, errors
 
 
+def check_dates(**dates: str | None) -> None:
+    """Reject malformed date options before any work, naming the option."""
+    import pandas as pd
+
+    for option, value in dates.items():
+        if value is None:
+            continue
+        try:
+            pd.Timestamp(value)
+        except ValueError:
+            raise UsageError(
+                f"--{option.replace('_', '-')} '{value}' is not a date; "
+                "write YYYY-MM-DD") from None
+
+
 def _clip(s: SeriesData, start: str | None, end: str | None) -> SeriesData:
     import numpy as np
 
@@ -180,6 +195,8 @@ def analyze(
     def body() -> None:
         from agent.qa.analysis import SeriesAnalysis, format_result, sort_worst_first
 
+        check_dates(start=start, end=end, baseline_start=baseline_start,
+                    baseline_end=baseline_end)
         settings = get_settings()
         tables = load_tables(settings)
         series, errors = select_series(settings, data, machine, test, energy,

@@ -124,3 +124,11 @@ def test_demo_data_command_and_app_entry_point(tmp_path):
     assert app.returncode == 0, app.stderr
     assert "87 series" in app.stdout
     assert (tmp_path / "app" / "charts" / "TrueBeam2_output_10X.png").is_file()
+
+
+def test_malformed_date_option_exits_2_naming_the_option(demo_fleet, tmp_path):
+    out = run(["analyze", "--data", str(demo_fleet["data"]), "--baseline-start",
+               "2025-13-01"], tmp_path)
+    assert out.returncode == 2
+    assert "--baseline-start '2025-13-01' is not a date" in out.stderr
+    assert "Traceback" not in out.stderr
