@@ -133,18 +133,33 @@ def _clip(s: SeriesData, start: str | None, end: str | None) -> SeriesData:
                       s.values[mask], s.resets)
 
 
-def _run(func, as_json: bool) -> None:
-    """Run a command body, turning known problems into messages and exit codes."""
+def _run(func, as_json: bool, empty: dict | None = None) -> None:
+    """Run a command body, turning known problems into messages and exit codes.
+
+    With ``--json`` a failed command still prints one document: ``empty``
+    (the command's document with nothing in it) plus ``errors``.
+    """
+    from agent.retrieval.documents import DocumentError
+    from agent.retrieval.evaluation import EvalSetError
+    from agent.retrieval.index import KnowledgeIndexError
+
+    if empty is None:
+        empty = {"series": []}
     try:
         func()
-    except (InputError, UsageError) as exc:
+    except (InputError, UsageError, DocumentError, EvalSetError) as exc:
         if as_json:
-            _emit_json({"series": [], "errors": [{"file": None, "line": None,
-                                                  "column": None,
-                                                  "reason": str(exc)}]})
+            _emit_json({**empty, "errors": [{"file": None, "line": None,
+                                             "column": None,
+                                             "reason": str(exc)}]})
         _err(f"error: {exc}")
         raise typer.Exit(2) from None
-    except (StoreError, ConfigError, ToleranceFileError) as exc:
+    except (StoreError, ConfigError, ToleranceFileError,
+            KnowledgeIndexError) as exc:
+        if as_json:
+            _emit_json({**empty, "errors": [{"file": None, "line": None,
+                                             "column": None,
+                                             "reason": str(exc)}]})
         _err(f"error: {exc}")
         raise typer.Exit(1) from None
     except typer.Exit:
@@ -330,6 +345,170 @@ def demo_data(
             typer.echo(store.import_file(paths["data"]).summary())
 
     _run(body, False)
+
+
+def _knowledge_index(settings: Settings, progress: bool = True):
+    """The knowledge index, with the shipped corpus ingested on first use."""
+    from agent.retrieval.index import KnowledgeIndex
+
+    index = KnowledgeIndex(settings)
+    if not index.files():
+        _err("the knowledge index is empty: ingesting the shipped corpus and "
+             f"{settings.watch_dir}")
+        report = index.sync(default_document_roots(settings), progress=progress)
+        _err(report.summary())
+    return index
+
+
+def default_document_roots(settings: Settings) -> list[Path]:
+    """The shipped corpus and the department's watch folder (created if missing)."""
+    settings.watch_dir.mkdir(parents=True, exist_ok=True)
+    return [settings.corpus_dir, settings.watch_dir]
+
+
+def _report_ingest(report, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        typer.echo(report.summary())
+    for file, reason in report.errors:
+        _err(f"{file}: {reason}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="files or folders (default: the shipped corpus and the watch "
+             "folder)")] = None,
+    watch: Annotated[bool, typer.Option(
+        help="keep running and pick up changes in the folders")] = False,
+    progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index documents (Markdown, text, HTML, PDF, DOCX) for search.
+
+    Unchanged files are skipped, changed files replaced, deleted files removed.
+    """
+
+    def body() -> None:
+        import time
+
+        from agent.retrieval.index import KnowledgeIndex
+
+        settings = get_settings()
+        roots = list(paths) if paths else default_document_roots(settings)
+        index = KnowledgeIndex(settings)
+        known = index.files()
+        if not any(p.exists() or str(p.resolve()) in known for p in roots):
+            raise UsageError("nothing to ingest: "
+                             + ", ".join(str(p) for p in roots) + " not found")
+        report = index.sync(roots, progress=progress)
+        _report_ingest(report, as_json)
+        while watch:
+            _err(f"watching {', '.join(str(r) for r in roots)} every "
+                 f"{settings.watch_interval:g} s (Ctrl-C stops)")
+            try:
+                while True:
+                    time.sleep(settings.watch_interval)
+                    report = index.sync(roots, progress=False)
+                    if report.added or report.updated or report.removed \
+                            or report.errors:
+                        _report_ingest(report, False)
+            except KeyboardInterrupt:
+                return
+
+    _run(body, as_json, empty={"added": [], "updated": [], "unchanged": [],
+                               "removed": []})
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="question or keywords")],
+    k: Annotated[int, typer.Option("-k", min=1, max=50,
+                                   help="at most this many passages")] = 5,
+    document: Annotated[str | None, typer.Option(
+        help="only this file, e.g. tg142-monthly.md")] = None,
+    frequency: Annotated[str | None, typer.Option(
+        help="only daily, weekly, monthly, quarterly or annual")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the protocols; prints nothing found rather than unrelated text."""
+
+    def body() -> None:
+        from agent.retrieval.chunking import FREQUENCIES
+        from agent.retrieval.search import HybridSearcher
+
+        if frequency and frequency not in FREQUENCIES:
+            raise UsageError(f"--frequency {frequency!r}: use one of "
+                             f"{', '.join(FREQUENCIES)}")
+        settings = get_settings()
+        searcher = HybridSearcher(_knowledge_index(settings))
+        if document and document not in {
+                f.source for f in searcher.index.files().values()}:
+            raise UsageError(f"--document {document!r} is not indexed; indexed: "
+                             + ", ".join(sorted({f.source for f in
+                                                 searcher.index.files().values()})))
+        results = searcher.search(query, k=k, document=document,
+                                  frequency=frequency)
+        if as_json:
+            _emit_json({"results": [r.contract() for r in results]})
+            return
+        if not results:
+            typer.echo("Nothing relevant found in the indexed documents.")
+            return
+        for n, r in enumerate(results, start=1):
+            where = r.source + (f", {r.section}" if r.section else "") + (
+                f", page {r.page}" if r.page else "")
+            typer.echo(f"[{n}] {where} (relevance {r.score:.2f})\n    {r.text}\n")
+
+    _run(body, as_json, empty={"results": []})
+
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluations on the eval/ sets.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    questions: Annotated[Path | None, typer.Option(
+        "--set", help="evaluation set (default eval/retrieval.yaml)")] = None,
+    calibrate: Annotated[bool, typer.Option(
+        help="first refit the relevance score on eval/retrieval_calibration.yaml "
+             "and write knowledge/retrieval_calibration.json")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """hit@1, hit@5, MRR and rejection of unanswerable questions.
+
+    Runs on its own index of the shipped corpus only (in <data_dir>/eval-index),
+    so the department's documents do not change the figures.
+    """
+
+    def body() -> None:
+        from agent.config import PROJECT_ROOT
+        from agent.retrieval.evaluation import calibrate as fit
+        from agent.retrieval.evaluation import evaluate, load_questions
+        from agent.retrieval.index import KnowledgeIndex
+        from agent.retrieval.search import CALIBRATION_FILE, HybridSearcher
+
+        settings = get_settings().model_copy(update={
+            "chroma_url": None, "chroma_path": get_settings().data_dir / "eval-index"})
+        index = KnowledgeIndex(settings)
+        index.sync([settings.corpus_dir], progress=False)
+        searcher = HybridSearcher(index)
+        if calibrate:
+            cal_path = PROJECT_ROOT / "eval" / "retrieval_calibration.yaml"
+            fitted = fit(searcher, load_questions(cal_path), cal_path.name)
+            fitted.save(settings.knowledge_dir / CALIBRATION_FILE)
+            searcher.calibration = fitted
+            _err(f"calibration written: {fitted.notes}")
+        path = questions or PROJECT_ROOT / "eval" / "retrieval.yaml"
+        report = evaluate(searcher, load_questions(path))
+        if as_json:
+            _emit_json(report.as_dict())
+        else:
+            typer.echo(report.text())
+
+    _run(body, as_json, empty={})
 
 
 def main() -> None:

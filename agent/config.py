@@ -32,6 +32,22 @@ class Settings(BaseModel):
         "PostgreSQL: postgresql+psycopg://user@127.0.0.1:5432/qa",
     )
     knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge")
+    documents_dir: Path | None = Field(
+        default=None,
+        description="Watch folder for the department's own documents; "
+        "default <data_dir>/documents.",
+    )
+    chroma_path: Path | None = Field(
+        default=None, description="On-disk Chroma; default <data_dir>/chroma."
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="Chroma server (http://127.0.0.1:8000); unset = on disk.",
+    )
+    knowledge_collection: str = Field(default="linac-qa-knowledge",
+                                      min_length=3, max_length=500)
+    chunk_words: int = Field(default=150, ge=40, le=400)
+    watch_interval: float = Field(default=10.0, gt=0)
     default_machine_class: str = Field(
         default="IMRT",
         description="Class assumed for a machine missing from the registry.",
@@ -52,6 +68,26 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'qa.sqlite'}"
+
+    @property
+    def chroma_dir(self) -> Path:
+        """Directory of the on-disk Chroma store."""
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def watch_dir(self) -> Path:
+        """The department's document folder (ingested with the corpus)."""
+        return self.documents_dir or self.data_dir / "documents"
+
+    @property
+    def corpus_dir(self) -> Path:
+        """The shipped protocol corpus."""
+        return self.knowledge_dir / "corpus"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Rebuildable caches (the keyword index)."""
+        return self.data_dir / "cache"
 
     @property
     def tolerance_dir(self) -> Path:
