@@ -104,3 +104,32 @@ def store_url(request, tmp_path):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def knowledge_settings(data_dir: Path, **overrides):
+    """Settings whose Chroma store, cache and watch folder live in data_dir."""
+    from agent.config import load_settings
+
+    settings = load_settings({"QA_AGENT_DATA_DIR": str(data_dir)})
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The packaged all-MiniLM-L6-v2 (the real model, loaded once)."""
+    from agent.retrieval.embeddings import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def corpus_searcher(tmp_path_factory, embedder):
+    """Hybrid search over the shipped corpus in a real on-disk Chroma."""
+    from agent.retrieval.index import KnowledgeIndex
+    from agent.retrieval.search import HybridSearcher
+
+    settings = knowledge_settings(tmp_path_factory.mktemp("corpus-index"))
+    index = KnowledgeIndex(settings, embedder=embedder)
+    report = index.sync([settings.corpus_dir], progress=False)
+    assert not report.errors, report.errors
+    return HybridSearcher(index)

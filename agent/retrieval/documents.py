@@ -263,8 +263,9 @@ def _dedupe_merged(row: list[str]) -> list[str]:
 
 
 def _title(blocks: list[Block], path: Path) -> str:
+    """The first heading, unless numbered ("1 Scope" is a section, not a title)."""
     for block in blocks:
-        if block.kind == "heading":
+        if block.kind == "heading" and not block.text[:1].isdigit():
             return block.text
     return path.stem.replace("_", " ").replace("-", " ")
 

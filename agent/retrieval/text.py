@@ -32,12 +32,22 @@ checked checking qa quality assurance linac linacs machine machines accelerator
 accelerators recommended recommend recommendation required requirement allowed
 acceptable often frequency frequent level levels criteria criterion number
 correct right current standard protocol protocols mm cm deg degree degrees
-percent measure measured measurement measurements report says say use used""".split())
+percent measure measured measurement measurements report says say use used
+soon look looking exactly really actually happen happens mean means kind thing
+things way ok okay fine still also just whether anything something else come came
+make made take takes taken go goes going keep keeps see seen find found out
+over under less more slightly slight bit little lot""".split())
 
+#: Spelling variants and plain words mapped to the words the protocols use.
 _BRITISH = {"isocentre": "isocenter", "centre": "center", "centres": "centers",
             "centred": "centered", "localising": "localizing", "optimise":
             "optimize", "colour": "color", "metre": "meter", "litre": "liter",
-            "programme": "program", "behaviour": "behavior", "analyse": "analyze"}
+            "programme": "program", "behaviour": "behavior", "analyse": "analyze",
+            # Plain words for QA frequencies.
+            "morning": "daily", "everyday": "daily", "yearly": "annual",
+            "annually": "annual", "centimetre": "cm", "centimetres": "cm",
+            "centimeter": "cm", "centimeters": "cm", "millimetre": "mm",
+            "millimetres": "mm", "millimeter": "mm", "millimeters": "mm"}
 
 # Beam notation: "6 MV", "6MV", "6 X", "6x" -> 6x; "6 MV FFF", "6FFF" -> 6fff;
 # "9 MeV", "9E" -> 9e.
