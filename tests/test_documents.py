@@ -171,7 +171,7 @@ def test_pdf_without_text_layer_says_ocr(tmp_path):
     pdf.rect(20, 20, 50, 50)  # a drawing, no text: what a scan looks like
     path = tmp_path / "scan.pdf"
     pdf.output(str(path))
-    with pytest.raises(DocumentError, match="no text layer.*OCR"):
+    with pytest.raises(DocumentError, match=r"no text layer.*OCR"):
         load_document(path)
 
 

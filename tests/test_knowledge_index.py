@@ -236,12 +236,13 @@ def test_no_network_during_ingestion_and_search(tmp_path):
     docs = tmp_path / "docs"
     _write(docs / "local.md", _procedure("Local", "functional"))
     run = [sys.executable, "-c", GUARD, str(log)]
-    ingest = subprocess.run(run + ["ingest", str(ROOT / "knowledge" / "corpus"),
-                                   str(docs), "--no-progress", "--json"],
+    corpus = str(ROOT / "knowledge" / "corpus")
+    ingest = subprocess.run([*run, "ingest", corpus, str(docs), "--no-progress",
+                             "--json"],
                             capture_output=True, text=True, env=env, timeout=600)
     assert ingest.returncode == 0, ingest.stderr
     assert len(json.loads(ingest.stdout)["added"]) == 11
-    search = subprocess.run(run + ["search", "beam-on indicator lamp", "--json"],
+    search = subprocess.run([*run, "search", "beam-on indicator lamp", "--json"],
                             capture_output=True, text=True, env=env, timeout=600)
     assert search.returncode == 0, search.stderr
     assert json.loads(search.stdout)["results"][0]["source"] == "local.md"
@@ -296,7 +297,7 @@ def test_chroma_server_mode(tmp_path, embedder, chroma_server):
 def test_chroma_server_down_is_a_clear_error(tmp_path):
     settings = knowledge_settings(tmp_path, chroma_url=f"http://127.0.0.1:"
                                                        f"{_free_port()}")
-    with pytest.raises(KnowledgeIndexError, match="does not answer.*chroma run"):
+    with pytest.raises(KnowledgeIndexError, match=r"does not answer.*chroma run"):
         KnowledgeIndex(settings)
 
 
@@ -305,8 +306,8 @@ def test_search_cli_json_contract(tmp_path):
            "QA_AGENT_DATA_DIR": str(tmp_path / "data")}
     shutil.copytree(ROOT / "knowledge" / "corpus", tmp_path / "data" / "documents")
     cli = [str(Path(sys.executable).parent / "qa-agent")]
-    out = subprocess.run(cli + ["search", "daily laser tolerance SRS", "-k", "3",
-                                "--json"],
+    out = subprocess.run([*cli, "search", "daily laser tolerance SRS", "-k", "3",
+                          "--json"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     document = json.loads(out.stdout)
@@ -314,10 +315,10 @@ def test_search_cli_json_contract(tmp_path):
     for result in document["results"]:
         assert list(result) == ["source", "section", "page", "text", "score"]
         assert 0.0 <= result["score"] <= 1.0
-    none = subprocess.run(cli + ["search", "best sourdough recipe", "--json"],
+    none = subprocess.run([*cli, "search", "best sourdough recipe", "--json"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert json.loads(none.stdout) == {"results": []}
-    bad = subprocess.run(cli + ["search", "laser", "--frequency", "hourly"],
+    bad = subprocess.run([*cli, "search", "laser", "--frequency", "hourly"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "--frequency 'hourly'" in bad.stderr
     assert "Traceback" not in bad.stderr
