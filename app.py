@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli import load_tables
 from agent.config import ConfigError, get_settings
 from agent.qa.demo import write_demo_fleet
 from agent.qa.fleet import fleet_table
+from agent.qa.selection import load_tables
 from agent.qa.store import MeasurementStore, StoreError
 from agent.qa.tolerances import ToleranceFileError
 

@@ -17,17 +17,19 @@ from typing import Annotated
 import typer
 
 from agent.config import ConfigError, Settings, get_settings
-from agent.qa.importers import InputError, RowError, read_measurements
-from agent.qa.names import TESTS, canonical_energy, canonical_machine, canonical_test
-from agent.qa.store import MeasurementStore, SeriesData, StoreError, series_from_frame
-from agent.qa.tolerances import ToleranceFileError, ToleranceTables
+from agent.qa.importers import InputError, RowError
+from agent.qa.selection import SelectionError as UsageError
+from agent.qa.selection import (
+    analysis_options,
+    check_dates,
+    load_tables,
+    select_series,
+)
+from agent.qa.store import MeasurementStore, StoreError
+from agent.qa.tolerances import ToleranceFileError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
-
-
-class UsageError(Exception):
-    """A user mistake with a message; exit code 2."""
 
 
 def _err(message: str) -> None:
@@ -36,101 +38,6 @@ def _err(message: str) -> None:
 
 def _emit_json(document: dict) -> None:
     sys.stdout.write(json.dumps(document, indent=1, default=str) + "\n")
-
-
-def load_tables(settings: Settings) -> ToleranceTables:
-    """Tolerance tables with the data directory's overrides."""
-    return ToleranceTables.load(settings.tolerance_dir, [settings.data_dir],
-                                settings.default_machine_class)
-
-
-def select_series(
-    settings: Settings,
-    data: Path | None,
-    machine: str | None,
-    test: str | None,
-    energy: str | None,
-    start: str | None,
-    end: str | None,
-) -> tuple[list[SeriesData], list[RowError]]:
-    """Series from a file or the store, filtered with forgiving names.
-
-    Raises
-    ------
-    UsageError
-        When a name is not recognised or nothing matches; the message lists
-        what is on hand.
-    """
-    errors: list[RowError] = []
-    if data is not None:
-        result = read_measurements(data)
-        errors = result.errors
-        series = series_from_frame(result.frame, result.events)
-    else:
-        store = MeasurementStore(settings.resolved_database_url)
-        series = store.load_series(start=start, end=end)
-        start = end = None
-    if not series:
-        raise UsageError("no measurements on hand: import a file with "
-                           "'qa-agent import FILE' or pass --data FILE")
-    machines = sorted({s.machine for s in series})
-    want_test = want_energy = want_machine = None
-    if test:
-        want_test = canonical_test(test)
-        if want_test is None:
-            raise UsageError(f"test '{test}' not recognised; known tests: "
-                               + ", ".join(TESTS))
-    if energy:
-        want_energy = canonical_energy(energy)
-        if not want_energy:
-            raise UsageError(f"energy '{energy}' not recognised; write e.g. 6X, "
-                               "10FFF, 9E or '6 MV'")
-    if machine:
-        want_machine = canonical_machine(machine, machines)
-    chosen = [
-        s for s in series
-        if (want_machine is None or s.machine == want_machine)
-        and (want_test is None or s.test == want_test)
-        and (want_energy is None or s.energy == want_energy)
-    ]
-    if start or end:
-        chosen = [_clip(s, start, end) for s in chosen]
-        chosen = [s for s in chosen if s.values.size]
-    if not chosen:
-        asked = ", ".join(f"{k}={v}" for k, v in (
-            ("machine", machine), ("test", test), ("energy", energy),
-            ("start", start), ("end", end)) if v)
-        raise UsageError(f"no series matches {asked}; machines on hand: "
-                           f"{', '.join(machines)}; tests: "
-                           f"{', '.join(sorted({s.test for s in series}))}")
-    return chosen, errors
-
-
-def check_dates(**dates: str | None) -> None:
-    """Reject malformed date options before any work, naming the option."""
-    import pandas as pd
-
-    for option, value in dates.items():
-        if value is None:
-            continue
-        try:
-            pd.Timestamp(value)
-        except ValueError:
-            raise UsageError(
-                f"--{option.replace('_', '-')} '{value}' is not a date; "
-                "write YYYY-MM-DD") from None
-
-
-def _clip(s: SeriesData, start: str | None, end: str | None) -> SeriesData:
-    import numpy as np
-
-    mask = np.ones(s.values.size, dtype=bool)
-    if start:
-        mask &= s.dates >= np.datetime64(start, "s")
-    if end:
-        mask &= s.dates < np.datetime64(end, "D") + np.timedelta64(1, "D")
-    return SeriesData(s.machine, s.test, s.energy, s.unit, s.dates[mask],
-                      s.values[mask], s.resets)
 
 
 def _run(func, as_json: bool, empty: dict | None = None) -> None:
@@ -219,7 +126,7 @@ def analyze(
         if rules and rules not in ("nelson", "western_electric", "both"):
             raise UsageError(f"--rules {rules}: use nelson, western_electric "
                                "or both")
-        options = _options(settings, baseline_points, baseline_start,
+        options = analysis_options(settings, baseline_points, baseline_start,
                            baseline_end, rules)
         analyses = [SeriesAnalysis(s, tables).analyze(**options) for s in series]
         results = sort_worst_first([a.results_data() for a in analyses])
@@ -240,21 +147,6 @@ def analyze(
         _report_errors(errors)
 
     _run(body, as_json)
-
-
-def _options(settings: Settings, baseline_points, baseline_start, baseline_end,
-             rules) -> dict:
-    return {
-        "baseline_points": baseline_points or settings.baseline_points,
-        "baseline_start": baseline_start,
-        "baseline_end": baseline_end,
-        "ruleset": rules or settings.run_rules,
-        "min_baseline_points": settings.min_baseline_points,
-        "ewma_lambda": settings.ewma_lambda,
-        "ewma_L": settings.ewma_L,
-        "cusum_k": settings.cusum_k,
-        "cusum_h": settings.cusum_h,
-    }
 
 
 def _report_errors(errors: list[RowError]) -> None:
@@ -280,7 +172,7 @@ def fleet(
 
         settings = get_settings()
         tables = load_tables(settings)
-        options = _options(settings, None, None, None, None)
+        options = analysis_options(settings, None, None, None, None)
         if data is None and machine is None:
             # The whole store: the workers load their own shares (fastest path).
             errors: list[RowError] = []
