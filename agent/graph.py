@@ -1,0 +1,522 @@
+"""The agent graph: route, run tools in code, answer with citations, verify.
+
+Small local models cannot be trusted with a free tool loop or with numbers
+(DESIGN.md), so the graph is fixed and short:
+
+1. **route**: the request's intent and arguments under a JSON schema (the
+   LLM), completed by deterministic name matching (machines, tests, energies,
+   frequencies) and a guard for patient-specific questions; a follow-up ("and
+   for 10X?") inherits the previous request's intent and arguments.
+2. **tools**: the typed, read-only tools of ``agent.tools`` run in code.
+   Protocol questions are graded by the retrieval's calibrated gate; when
+   nothing relevant is found the query is rewritten once, then the agent
+   abstains (corrective RAG).
+3. **answer**: protocol answers are written by the LLM from numbered passages
+   ([1], [2]); analyses, fleet overviews, data lists and tolerance look-ups
+   are written from the tool result by code.
+4. **verify**: every number in the answer must appear in a tool result, a
+   cited passage or the question; otherwise the answer is regenerated once,
+   then replaced by one built from the passages themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel, ValidationError
+
+from agent.qa.names import _TEST_ALIASES, TESTS, canonical_energy, canonical_machine
+from agent.qa.selection import SelectionError
+from agent.tools import ToolContext, run_tool
+
+Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
+Intent = Literal["protocol", "tolerance", "analysis", "fleet", "data", "small_talk",
+                 "out_of_scope", "clinical"]
+INTENTS: tuple[str, ...] = Intent.__args__  # type: ignore[attr-defined]
+FREQUENCY_WORDS = {"daily": "daily", "morning": "daily", "weekly": "weekly",
+                   "monthly": "monthly", "month": "monthly", "quarterly": "quarterly",
+                   "annual": "annual", "annually": "annual", "yearly": "annual"}
+
+
+class Route(BaseModel):
+    """The request, as the router understood it."""
+
+    intent: Intent
+    machine: str | None = None
+    test: str | None = None
+    energy: str | None = None
+    frequency: Frequency | None = None
+    machine_class: Literal["non-IMRT", "IMRT", "SRS/SBRT"] | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+ROUTER_PROMPT = """You route requests for a linac QA assistant used by medical \
+physicists. Reply with JSON only. intent is one of:
+- protocol: a question about what QA protocols or procedures say (TG-142, \
+TG-218, MPPG 9.a, SPC methods, baselines, action levels, QA devices)
+- tolerance: asks for the tolerance value of one QA test
+- analysis: asks to check, analyse or trend QA measurements of a machine \
+(drift, shifts, control chart, is X drifting, how is the output)
+- fleet: asks for an overview of all machines or which need attention
+- data: asks what QA data, machines or tests are on hand
+- small_talk: greetings, thanks
+- clinical: about a specific patient's treatment, dose or prescription
+- out_of_scope: anything else, or requests to change or delete data
+Fill machine, test, energy, frequency, start and end (YYYY-MM-DD) when named.
+Examples:
+"what is the monthly tolerance for jaw position indicators?" -> \
+{"intent": "tolerance", "test": "jaw", "frequency": "monthly"}
+"Is the 6X output on TrueBeam 2 drifting?" -> \
+{"intent": "analysis", "machine": "TrueBeam 2", "test": "output", "energy": "6X"}
+"how do I set up an I-MR chart?" -> {"intent": "protocol"}
+"which machines need attention?" -> {"intent": "fleet"}
+"what data do we have?" -> {"intent": "data"}
+"what dose should I give this patient?" -> {"intent": "clinical"}
+"""
+
+ANSWER_PROMPT = """You answer linac QA protocol questions for medical \
+physicists using ONLY the numbered passages below. Answer in one to three \
+sentences. Copy every number with its unit exactly as the passage writes it. \
+Cite the passages you use as [1], [2]. If the passages do not answer the \
+question, say "The documents I have do not answer this." Never add numbers \
+that are not in the passages.
+
+Passages:
+{passages}
+"""
+
+CLINICAL_REPLY = ("I answer questions about linac QA and QA protocols. Questions "
+                  "about a specific patient's treatment, dose or prescription are "
+                  "not my job: please ask the treating physician or the "
+                  "physicist responsible for that plan.")
+OUT_OF_SCOPE_REPLY = ("That is outside what I do. I answer questions about linac "
+                      "QA protocols and tolerances, and I analyse the QA data on "
+                      "hand (drift, control charts, fleet overview). I cannot change "
+                      "or delete data.")
+SMALL_TALK_REPLY = ("Hello. Ask me about a QA tolerance or protocol (\"monthly jaw "
+                    "tolerance?\"), or ask me to check a series (\"is the 6X output "
+                    "on TrueBeam 2 drifting?\").")
+NOT_FOUND = ("The protocols I have do not answer this, so I will not guess. "
+             "Add the relevant document to the knowledge base, or rephrase.")
+
+_CLINICAL = re.compile(
+    r"\b(patient'?s?|mrs?\.?|ms\.|prescri\w*|fractionat\w*|fractions? (for|should)"
+    r"|treat (him|her|them)|lesion|tumou?r|metasta\w*|should i (treat|give)"
+    r"|dose (for|to) (this|my|the) (patient|tumou?r|lesion))\b", re.IGNORECASE)
+_FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|also|now)\b",
+                        re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")
+
+
+def numbers_in(text: str) -> set[str]:
+    """Numbers written in a text, normalised ("2.0" -> "2"), citations left out."""
+    text = re.sub(r"\[\d+\]", " ", text)
+    out = set()
+    for match in re.findall(r"\d+(?:\.\d+)?", text):
+        value = float(match)
+        out.add(f"{value:g}")
+    return out
+
+
+def unsupported_numbers(answer: str, evidence: str) -> set[str]:
+    """Numbers in the answer that appear nowhere in the evidence."""
+    return numbers_in(answer) - numbers_in(evidence)
+
+
+def mentions(question: str, machines: list[str]) -> dict[str, str]:
+    """Machines, tests, energies and frequencies named in a question, by rule.
+
+    More reliable than a small model for names: "truebeam 2", "TB2", "10 MV",
+    "flatness", "lasers", "monthly".
+    """
+    found: dict[str, str] = {}
+    low = question.lower()
+    # Energy: "6X", "6 MV", "10 MV FFF", "9 MeV", "6E".
+    energy = re.search(r"\b(\d{1,2})\s*(mv\s*fff|fff|mv|mev|x|e)\b", low)
+    if energy:
+        canonical = canonical_energy(f"{energy.group(1)} {energy.group(2)}")
+        if canonical:
+            found["energy"] = canonical
+    # Machine: any window of one to three words that matches a known machine.
+    tokens = re.findall(r"[a-z0-9]+", low)
+    for size in (3, 2, 1):
+        for i in range(len(tokens) - size + 1):
+            candidate = " ".join(tokens[i:i + size])
+            name = canonical_machine(candidate, machines)
+            if name in machines:
+                found["machine"] = name
+                break
+        if "machine" in found:
+            break
+    # Test: the longest alias or canonical name found in the question.
+    names = {k.replace("_", " "): k for k in TESTS} | dict(_TEST_ALIASES)
+    for alias in sorted(names, key=len, reverse=True):
+        if len(alias) < 3 and alias != "wl":
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", low):
+            found["test"] = names[alias]
+            break
+    for word, freq in FREQUENCY_WORDS.items():
+        if re.search(rf"\b{word}\b", low):
+            found["frequency"] = freq
+            break
+    dates = re.findall(r"\b(20\d\d-\d\d-\d\d)\b", question)
+    if dates:
+        found["start"] = dates[0]
+        if len(dates) > 1:
+            found["end"] = dates[1]
+    return found
+
+
+class AgentState(TypedDict, total=False):
+    """What flows through the graph."""
+
+    question: str
+    route: Route
+    passages: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    answer: str
+    abstained: bool
+    evidence: str
+    attempts: int
+    notes: list[str]
+
+
+@dataclass
+class Turn:
+    """One finished exchange, kept for follow-up questions."""
+
+    question: str
+    answer: str
+    route: Route
+
+
+@dataclass
+class Conversation:
+    """A conversation's memory (one per user session)."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+
+class Agent:
+    """The linac QA agent over one LLM and one tool context.
+
+    Parameters
+    ----------
+    llm : BaseChatModel
+        From :func:`agent.llm.chat_model`.
+    ctx : ToolContext
+        Settings, data source and caches for the tools.
+    backend, model : str
+        Shown with every answer.
+    """
+
+    def __init__(self, llm: Any, ctx: ToolContext, backend: str = "",
+                 model: str = "") -> None:
+        self.llm = llm
+        self.ctx = ctx
+        self.backend = backend
+        self.model = model
+        self.graph = self._build()
+
+    # -- graph -------------------------------------------------------------
+    def _build(self) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(AgentState)
+        graph.add_node("route", self._route)
+        graph.add_node("tools", self._tools)
+        graph.add_node("answer", self._answer)
+        graph.add_node("verify", self._verify)
+        graph.add_edge(START, "route")
+        graph.add_edge("route", "tools")
+        graph.add_edge("tools", "answer")
+        graph.add_edge("answer", "verify")
+        graph.add_conditional_edges(
+            "verify", lambda s: "answer" if s.get("attempts", 0) == 1
+            and s.get("notes", [])[-1:] == ["regenerate"] else END,
+            ["answer", END])
+        return graph.compile()
+
+    def ask(self, question: str, conversation: Conversation | None = None,
+            on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Answer one question; the ``qa-agent ask --json`` document.
+
+        ``on_token`` receives the answer's text as it is written (streaming);
+        when the check replaces an answer, the final ``answer`` is what counts.
+        """
+        started = time.perf_counter()
+        self._conversation = conversation or Conversation()
+        self._on_token = on_token
+        state: AgentState = self.graph.invoke({"question": question, "attempts": 0,
+                                               "notes": [], "tool_calls": [],
+                                               "passages": []})
+        if conversation is not None:
+            conversation.turns.append(Turn(question, state["answer"], state["route"]))
+        cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", state["answer"])})
+        passages = state.get("passages", [])
+        citations = [{k: passages[n - 1][k] for k in ("source", "section", "page",
+                                                       "text")}
+                     for n in cited if 0 < n <= len(passages)]
+        return {"answer": state["answer"], "citations": citations,
+                "tool_calls": state.get("tool_calls", []),
+                "abstained": bool(state.get("abstained")),
+                "backend": self.backend, "model": self.model,
+                "seconds": round(time.perf_counter() - started, 2),
+                "intent": state["route"].intent}
+
+    # -- nodes -------------------------------------------------------------
+    def _machines(self) -> list[str]:
+        try:
+            return sorted({s.machine for s in self.ctx.all_series()}
+                          | set(self.ctx.tables.machines))
+        except Exception:  # no data on hand: names still come from the registry
+            return sorted(self.ctx.tables.machines)
+
+    def _route(self, state: AgentState) -> AgentState:
+        question = state["question"]
+        found = mentions(question, self._machines())
+        previous = (self._conversation.turns[-1].route
+                    if self._conversation.turns else None)
+        if _CLINICAL.search(question):
+            return {"route": Route(intent="clinical")}
+        if previous and (_FOLLOW_UP.match(question) or len(question.split()) <= 4) \
+                and previous.intent in ("tolerance", "analysis", "protocol") \
+                and found:
+            return {"route": previous.model_copy(update=found)}
+        route = self._llm_route(question)
+        updates = {k: v for k, v in found.items() if k in Route.model_fields}
+        if route.intent in ("small_talk", "out_of_scope") and (
+                "test" in updates or "machine" in updates):
+            # Names of tests or machines are not small talk; let the LLM's
+            # doubt fall back on the protocols.
+            route = route.model_copy(update={"intent": "protocol"})
+        if route.intent == "tolerance" and "machine" in updates \
+                and re.search(r"drift|trend|analy|chart|shift|how is|check",
+                              question, re.IGNORECASE):
+            route = route.model_copy(update={"intent": "analysis"})
+        return {"route": route.model_copy(update=updates)}
+
+    def _llm_route(self, question: str) -> Route:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        messages = [SystemMessage(ROUTER_PROMPT), HumanMessage(question)]
+        try:
+            raw = structured(self.llm, messages, Route)
+            return Route.model_validate(raw)
+        except (ValidationError, ValueError, KeyError, TypeError):
+            return Route(intent="protocol")
+
+    def _call(self, state: AgentState, name: str, args: dict[str, Any]) -> Any:
+        args = {k: v for k, v in args.items() if v is not None}
+        try:
+            result = run_tool(self.ctx, name, args)
+        except (SelectionError, ValidationError, ValueError) as exc:
+            result = {"error": str(exc)}
+        state["tool_calls"].append({"name": name, "args": args, "result": result})
+        return result
+
+    def _tools(self, state: AgentState) -> AgentState:
+        route = state["route"]
+        question = state["question"]
+        if route.intent in ("protocol", "tolerance"):
+            if route.intent == "tolerance" and route.test:
+                self._call(state, "lookup_tolerance", {
+                    "test": route.test, "frequency": route.frequency,
+                    "machine": route.machine, "machine_class": route.machine_class,
+                    "energy": route.energy})
+            found = self._call(state, "search_protocols", {"query": question})
+            passages = found.get("results", [])
+            if not passages:
+                rewritten = self._rewrite(question)
+                if rewritten and rewritten.lower() != question.lower():
+                    found = self._call(state, "search_protocols", {"query": rewritten})
+                    passages = found.get("results", [])
+            state["passages"] = passages
+        elif route.intent == "analysis":
+            self._call(state, "analyze_series", {
+                "machine": route.machine, "test": route.test, "energy": route.energy,
+                "start": route.start, "end": route.end})
+        elif route.intent == "fleet":
+            self._call(state, "fleet_overview", {"machine": route.machine})
+        elif route.intent == "data":
+            self._call(state, "list_data", {"machine": route.machine})
+        return {"tool_calls": state["tool_calls"], "passages": state["passages"]}
+
+    def _rewrite(self, question: str) -> str:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        messages = [SystemMessage(
+            "Rewrite the question as a short keyword search query for linac QA "
+            "protocols (TG-142, TG-218, MPPG 9.a). Reply with the query only."),
+            HumanMessage(question)]
+        try:
+            return str(self.llm.invoke(messages).content).strip().strip('"')[:200]
+        except Exception:  # the rewrite is optional: abstain instead
+            return ""
+
+    def _evidence(self, state: AgentState) -> str:
+        parts = [state["question"]]
+        parts += [p["text"] for p in state.get("passages", [])]
+        parts += [json.dumps(c["result"], default=str) for c in state["tool_calls"]]
+        return "\n".join(parts)
+
+    def _answer(self, state: AgentState) -> AgentState:
+        route = state["route"]
+        attempts = state.get("attempts", 0) + 1
+        if route.intent == "clinical":
+            return self._final(CLINICAL_REPLY, attempts, abstained=True)
+        if route.intent == "out_of_scope":
+            return self._final(OUT_OF_SCOPE_REPLY, attempts, abstained=True)
+        if route.intent == "small_talk":
+            return self._final(SMALL_TALK_REPLY, attempts)
+        if route.intent in ("analysis", "fleet", "data"):
+            return self._final(answer_from_tool(state["tool_calls"][-1]), attempts)
+        passages = state.get("passages", [])
+        if not passages:
+            return self._final(NOT_FOUND, attempts, abstained=True)
+        if route.intent == "tolerance":
+            written = answer_from_tolerance(state["tool_calls"], passages)
+            if written:
+                return self._final(written, attempts)
+        return self._final(self._write(state, attempts), attempts)
+
+    def _write(self, state: AgentState, attempts: int) -> str:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        numbered = "\n".join(
+            f"[{n}] ({p['source']}, {p['section']}) {p['text']}"
+            for n, p in enumerate(state["passages"], start=1))
+        system = ANSWER_PROMPT.format(passages=numbered)
+        if attempts > 1:
+            system += ("\nYour previous answer contained numbers that are not in "
+                       "the passages. Use only numbers that appear in them.")
+        messages = [SystemMessage(system), HumanMessage(state["question"])]
+        text = ""
+        for chunk in self.llm.stream(messages):
+            piece = str(chunk.content)
+            text += piece
+            if self._on_token and piece:
+                self._on_token(piece)
+        return text.strip()
+
+    def _final(self, answer: str, attempts: int, abstained: bool = False) -> AgentState:
+        return {"answer": answer, "attempts": attempts, "abstained": abstained}
+
+    def _verify(self, state: AgentState) -> AgentState:
+        notes = list(state.get("notes", []))
+        bad = unsupported_numbers(state["answer"], self._evidence(state))
+        if not bad:
+            return {"notes": [*notes, "verified"]}
+        if state.get("attempts", 0) == 1:
+            return {"notes": [*notes, "regenerate"]}
+        return {"answer": answer_from_passages(state.get("passages", [])),
+                "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
+
+
+def structured(llm: Any, messages: list[Any], schema: type[BaseModel]) -> dict:
+    """The LLM's reply constrained to a JSON schema, as a dict."""
+    if hasattr(llm, "structured"):
+        return llm.structured(messages, schema.model_json_schema())
+    runnable = llm.with_structured_output(schema, method="json_schema")
+    result = runnable.invoke(messages)
+    return result.model_dump() if isinstance(result, BaseModel) else dict(result)
+
+
+def answer_from_passages(passages: list[dict[str, Any]]) -> str:
+    """The fallback: the best passage quoted with its citation."""
+    if not passages:
+        return NOT_FOUND
+    best = passages[0]
+    return (f"The closest passage I have, quoted as written [1] "
+            f"({best['source']}, {best['section']}): \"{best['text']}\"")
+
+
+def answer_from_tolerance(tool_calls: list[dict[str, Any]],
+                          passages: list[dict[str, Any]]) -> str:
+    """A tolerance answer written from the table look-up, citing its passage."""
+    lookup = next((c["result"] for c in tool_calls
+                   if c["name"] == "lookup_tolerance"), None)
+    if not lookup or not lookup.get("rows"):
+        return ""
+    lines = []
+    klass = lookup.get("machine_class")
+    for row in lookup["rows"][:4]:
+        limits = row["limits"]
+        if klass and limits.get(klass) is not None:
+            value = f"{limits[klass]:g} {row['unit']} ({klass})"
+        else:
+            value = ", ".join(f"{k} {v:g} {row['unit']}" for k, v in limits.items()
+                              if v is not None) or "functional (pass/fail)"
+        flag = "" if row["verified"] else " (unverified: check the original report)"
+        cite = ""
+        for n, p in enumerate(passages, start=1):
+            if row["description"].split(",")[0].lower() in p["text"].lower():
+                cite = f" [{n}]"
+                break
+        lines.append(f"{row['description']} ({row['frequency']}): {value}; "
+                     f"{row['source']}{flag}{cite}.")
+    return " ".join(lines)
+
+
+def answer_from_tool(call: dict[str, Any]) -> str:
+    """Analysis, fleet and data answers written from the tool result by code."""
+    result = call["result"]
+    if "error" in result:
+        return f"I could not run that: {result['error']}"
+    if call["name"] == "analyze_series":
+        return _analysis_text(result)
+    if call["name"] == "fleet_overview":
+        lines = [f"{result['total']} series analysed: " + ", ".join(
+            f"{n} {s}" for s, n in sorted(result["by_status"].items())) + "."]
+        for s in result["series"][:5]:
+            drift = s["drift"]
+            trend = (f", drifting {'up' if drift['direction'] > 0 else 'down'} since "
+                     f"{drift['onset']}" if drift["detected"] else "")
+            lines.append(f"- {_name(s)}: {s['status']}{trend}")
+        return "\n".join(lines)
+    machines = result["machines"]
+    if not machines:
+        return "No QA measurements are on hand."
+    return "\n".join(
+        f"- {m['machine']}: {len(m['series'])} series, "
+        f"{min(x['first'] for x in m['series'])} to "
+        f"{max(x['last'] for x in m['series'])}" for m in machines)
+
+
+def _name(s: dict[str, Any]) -> str:
+    return " ".join(p for p in (s["machine"], s["energy"], s["test"]) if p)
+
+
+def _analysis_text(result: dict[str, Any]) -> str:
+    series = result["series"]
+    if not series:
+        return "No series matched."
+    lines = []
+    for s in series[:6]:
+        tol, spc, drift = s["tolerance"], s["spc"], s["drift"]
+        parts = [f"{_name(s)} ({s['n']} measurements): status {s['status']}."]
+        if drift["detected"]:
+            way = "upward" if drift["direction"] > 0 else "downward"
+            parts.append(f"Drift detected, {way} since {drift['onset']}, slope {drift['slope_per_day']:g} "
+                         f"{s['unit']}/day.")
+            if drift.get("projected_crossing"):
+                parts.append(f"Projected to reach tolerance on "
+                             f"{drift['projected_crossing']}.")
+        else:
+            parts.append("No drift detected.")
+        parts.append(f"Control limits {spc['lcl']:g} to {spc['ucl']:g} {s['unit']} "
+                     f"(centre {spc['center']:g}).")
+        if tol.get("limit") is not None:
+            parts.append(f"Tolerance {tol['limit']:g} {tol['unit']} ({tol['source']}); "
+                         f"{len(tol['out_of_tolerance'])} out of tolerance.")
+        lines.append(" ".join(parts))
+    if len(series) > 6:
+        lines.append(f"... and {len(series) - 6} more series.")
+    return "\n".join(lines)
