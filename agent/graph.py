@@ -504,8 +504,8 @@ def _analysis_text(result: dict[str, Any]) -> str:
         parts = [f"{_name(s)} ({s['n']} measurements): status {s['status']}."]
         if drift["detected"]:
             way = "upward" if drift["direction"] > 0 else "downward"
-            parts.append(f"Drift detected, {way} since {drift['onset']}, slope {drift['slope_per_day']:g} "
-                         f"{s['unit']}/day.")
+            parts.append(f"Drift detected, {way} since {drift['onset']}, slope "
+                         f"{drift['slope_per_day']:g} {s['unit']}/day.")
             if drift.get("projected_crossing"):
                 parts.append(f"Projected to reach tolerance on "
                              f"{drift['projected_crossing']}.")
