@@ -356,6 +356,80 @@ def search(
     _run(body, as_json, empty={"results": []})
 
 
+def build_agent(settings: Settings, data: Path | None):
+    """The agent on the configured LLM backend (the CLI and UI share this)."""
+    from agent.graph import Agent
+    from agent.llm import chat_model
+    from agent.tools import ToolContext
+
+    llm, backend, model = chat_model(settings)
+    return Agent(llm, ToolContext(settings=settings, data=data), backend, model)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="a question or a request")],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the assistant: protocols, tolerances, drift analyses, fleet overview."""
+
+    def body() -> None:
+        agent = build_agent(get_settings(), data)
+        if as_json:
+            document = agent.ask(question)
+            document.pop("intent", None)
+            _emit_json(document)
+            return
+        document = agent.ask(question, on_token=lambda t: None)
+        typer.echo(document["answer"])
+        for n, c in enumerate(document["citations"], start=1):
+            typer.echo(f"[{n}] {c['source']}, {c['section']}"
+                       + (f", page {c['page']}" if c["page"] else ""))
+        _err(f"({document['backend']} {document['model']}, "
+             f"{document['seconds']:.1f} s)")
+
+    _run(body, as_json, empty={"answer": "", "citations": [], "tool_calls": [],
+                               "abstained": True})
+
+
+@app.command()
+def chat(data: DataOpt = None) -> None:
+    """Talk to the assistant in the terminal (empty line or Ctrl-D ends)."""
+
+    def body() -> None:
+        from agent.graph import Conversation
+
+        agent = build_agent(get_settings(), data)
+        conversation = Conversation()
+        _err(f"{agent.backend} {agent.model}: ask about QA protocols or your data")
+        while True:
+            try:
+                question = input("> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                return
+            if not question:
+                return
+            streamed: list[str] = []
+
+            def show(token: str, streamed: list[str] = streamed) -> None:
+                streamed.append(token)
+                sys.stdout.write(token)
+                sys.stdout.flush()
+
+            document = agent.ask(question, conversation, on_token=show)
+            if not streamed or "".join(streamed).strip() != document["answer"]:
+                if streamed:
+                    typer.echo("\n(checked and corrected:)")
+                typer.echo(document["answer"])
+            else:
+                typer.echo()
+            for n, c in enumerate(document["citations"], start=1):
+                typer.echo(f"  [{n}] {c['source']}, {c['section']}")
+
+    _run(body, False)
+
+
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations on the eval/ sets.")
 app.add_typer(eval_app, name="eval")
 

@@ -47,6 +47,19 @@ class Settings(BaseModel):
     knowledge_collection: str = Field(default="linac-qa-knowledge",
                                       min_length=3, max_length=500)
     chunk_words: int = Field(default=150, ge=40, le=400)
+    llm_backend: str = Field(
+        default="auto", pattern="^(auto|ollama|embedded)$",
+        description="auto: Ollama when it answers with ollama_model, else embedded.",
+    )
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = "qwen2.5:7b-instruct"
+    llm_model: str = Field(
+        default="qwen2.5-coder-1.5b",
+        description="Embedded GGUF: qwen2.5-coder-1.5b (default) or -0.5b.",
+    )
+    model_path: Path | None = Field(
+        default=None, description="Folder of the embedded GGUF; <data_dir>/models."
+    )
     watch_interval: float = Field(default=10.0, gt=0)
     default_machine_class: str = Field(
         default="IMRT",
@@ -73,6 +86,11 @@ class Settings(BaseModel):
     def chroma_dir(self) -> Path:
         """Directory of the on-disk Chroma store."""
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the embedded model's GGUF is assembled."""
+        return self.model_path or self.data_dir / "models"
 
     @property
     def watch_dir(self) -> Path:
