@@ -477,6 +477,32 @@ def eval_retrieval(
     _run(body, as_json, empty={})
 
 
+@eval_app.command("agent")
+def eval_agent(
+    data: DataOpt = None,
+    limit: Annotated[int | None, typer.Option(
+        help="only the first N questions (a quick check)")] = None,
+) -> None:
+    """Routing, answer accuracy, citations, abstention, unsupported numbers, time.
+
+    Runs on the configured backend over the demo fleet (written to
+    <data_dir>/demo when --data is not given) and eval/agent_*.yaml.
+    """
+
+    def body() -> None:
+        from agent.agent_eval import evaluate_agent, load_sets
+        from agent.config import PROJECT_ROOT
+        from agent.qa.demo import write_demo_fleet
+
+        settings = get_settings()
+        source = data or write_demo_fleet(settings.data_dir / "demo")["data"]
+        agent = build_agent(settings, source)
+        report = evaluate_agent(agent, load_sets(PROJECT_ROOT / "eval"), limit)
+        typer.echo(report.text())
+
+    _run(body, False)
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()
