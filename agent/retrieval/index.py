@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.config import Settings, get_settings
+from agent.qa.store import file_sha256
 from agent.retrieval.chunking import Passage, split_document
 from agent.retrieval.documents import (
     SUPPORTED_SUFFIXES,
@@ -89,15 +90,6 @@ class IngestReport:
                 "chunks_added": self.chunks_added,
                 "chunks_removed": self.chunks_removed,
                 "pages": self.pages, "seconds": round(self.seconds, 3)}
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def chroma_client(settings: Settings) -> Any:
