@@ -109,6 +109,26 @@ _CLINICAL = re.compile(
     r"\b(patient'?s?|mrs?\.?|ms\.|prescri\w*|fractionat\w*|fractions? (for|should)"
     r"|treat (him|her|them)|lesion|tumou?r|metasta\w*|should i (treat|give)"
     r"|dose (for|to) (this|my|the) (patient|tumou?r|lesion))\b", re.IGNORECASE)
+# Intents that plain words settle better than a small model does.
+_ANALYSIS_WORDS = re.compile(
+    r"\b(drift\w*|trend\w*|shift\w*|analy[sz]\w*|control chart|chart|spc|"
+    r"stable|how is|how's|how are|check|look at|signals?|out of control)\b",
+    re.IGNORECASE)
+_FLEET_WORDS = re.compile(
+    r"\b(fleet|all (the )?(machines|linacs)|which (machines|linacs)|worst|"
+    r"need\w* attention|overview|every (machine|linac))\b", re.IGNORECASE)
+_DATA_WORDS = re.compile(
+    r"\b(what|which) (qa )?(data|series|measurements|machines and)\b|"
+    r"\b(data|series) (do we have|on hand|loaded|are loaded|is loaded)\b|"
+    r"\bdate range\b", re.IGNORECASE)
+_SMALL_TALK = re.compile(r"^\W*(hi|hello|hey|good (morning|afternoon|evening)|"
+                         r"thanks?( you)?|thank you|cheers|bye)\b[\w\s!.,]*$",
+                         re.IGNORECASE)
+_FORBIDDEN = re.compile(
+    r"\b(delete|remove|drop|erase|overwrite|modify|edit|change|update|set)\b.*"
+    r"\b(data|measurements?|tolerances?|readings?|records?|values?|table|baseline)"
+    r"\b|\b(shell|rm -rf|sudo|bash|terminal command|execute|run (a |the )?"
+    r"(command|script|code))\b", re.IGNORECASE)
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|also|now)\b",
                         re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")
@@ -117,16 +137,29 @@ _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")
 def numbers_in(text: str) -> set[str]:
     """Numbers written in a text, normalised ("2.0" -> "2"), citations left out."""
     text = re.sub(r"\[\d+\]", " ", text)
-    out = set()
-    for match in re.findall(r"\d+(?:\.\d+)?", text):
-        value = float(match)
-        out.add(f"{value:g}")
-    return out
+    return {f"{float(m):g}" for m in re.findall(r"\d+(?:\.\d+)?", text)}
 
 
 def unsupported_numbers(answer: str, evidence: str) -> set[str]:
-    """Numbers in the answer that appear nowhere in the evidence."""
-    return numbers_in(answer) - numbers_in(evidence)
+    """Numbers in the answer that appear nowhere in the evidence.
+
+    A number written with d >= 2 decimals is also supported by an evidence
+    value that rounds to it ("0.0034" by 0.003412), so code's rounding is not
+    an invented number; whole numbers and one-decimal numbers must match
+    exactly ("2 mm" is not supported by "1.5 mm").
+    """
+    answer = re.sub(r"\[\d+\]", " ", answer)
+    values = [float(m) for m in re.findall(r"\d+(?:\.\d+)?", evidence)]
+    exact = {f"{v:g}" for v in values}
+    bad = set()
+    for written in re.findall(r"\d+(?:\.\d+)?", answer):
+        if f"{float(written):g}" in exact:
+            continue
+        decimals = len(written.split(".")[1]) if "." in written else 0
+        target = float(written)
+        if decimals < 2 or not any(round(v, decimals) == target for v in values):
+            bad.add(f"{target:g}")
+    return bad
 
 
 def mentions(question: str, machines: list[str]) -> dict[str, str]:
@@ -290,8 +323,11 @@ class Agent:
                 and previous.intent in ("tolerance", "analysis", "protocol") \
                 and found:
             return {"route": previous.model_copy(update=found)}
-        route = self._llm_route(question)
         updates = {k: v for k, v in found.items() if k in Route.model_fields}
+        ruled = rule_intent(question, updates)
+        if ruled is not None:
+            return {"route": Route(intent=ruled).model_copy(update=updates)}
+        route = self._llm_route(question)
         if route.intent in ("small_talk", "out_of_scope") and (
                 "test" in updates or "machine" in updates):
             # Names of tests or machines are not small talk; let the LLM's
@@ -420,6 +456,21 @@ class Agent:
                 "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
 
 
+def rule_intent(question: str, found: dict[str, str]) -> str | None:
+    """The intent when plain words settle it, else None (the LLM decides)."""
+    if _FORBIDDEN.search(question):
+        return "out_of_scope"
+    if _SMALL_TALK.match(question) and len(question.split()) <= 5:
+        return "small_talk"
+    if _FLEET_WORDS.search(question) and "test" not in found:
+        return "fleet"
+    if _DATA_WORDS.search(question):
+        return "data"
+    if "machine" in found and _ANALYSIS_WORDS.search(question):
+        return "analysis"
+    return None
+
+
 def structured(llm: Any, messages: list[Any], schema: type[BaseModel]) -> dict:
     """The LLM's reply constrained to a JSON schema, as a dict."""
     if hasattr(llm, "structured"):
@@ -456,8 +507,10 @@ def answer_from_tolerance(tool_calls: list[dict[str, Any]],
                               if v is not None) or "functional (pass/fail)"
         flag = "" if row["verified"] else " (unverified: check the original report)"
         cite = ""
-        for n, p in enumerate(passages, start=1):
-            if row["description"].split(",")[0].lower() in p["text"].lower():
+        for name in (row["description"], row["description"].split(",")[0]):
+            n = next((n for n, p in enumerate(passages, start=1)
+                      if name.lower() in p["text"].lower()), None)
+            if n is not None:
                 cite = f" [{n}]"
                 break
         lines.append(f"{row['description']} ({row['frequency']}): {value}; "
@@ -504,8 +557,9 @@ def _analysis_text(result: dict[str, Any]) -> str:
         parts = [f"{_name(s)} ({s['n']} measurements): status {s['status']}."]
         if drift["detected"]:
             way = "upward" if drift["direction"] > 0 else "downward"
-            parts.append(f"Drift detected, {way} since {drift['onset']}, slope "
-                         f"{drift['slope_per_day']:g} {s['unit']}/day.")
+            parts.append(f"Drift detected, {way} since {drift['onset']}.")
+            parts.append(f"Trend slope over the series {drift['slope_per_day']:g} "
+                         f"{s['unit']}/day.")
             if drift.get("projected_crossing"):
                 parts.append(f"Projected to reach tolerance on "
                              f"{drift['projected_crossing']}.")
@@ -514,8 +568,11 @@ def _analysis_text(result: dict[str, Any]) -> str:
         parts.append(f"Control limits {spc['lcl']:g} to {spc['ucl']:g} {s['unit']} "
                      f"(centre {spc['center']:g}).")
         if tol.get("limit") is not None:
+            out = tol["out_of_tolerance"]
             parts.append(f"Tolerance {tol['limit']:g} {tol['unit']} ({tol['source']}); "
-                         f"{len(tol['out_of_tolerance'])} out of tolerance.")
+                         + ("none out of tolerance." if not out else
+                            "out of tolerance on " + ", ".join(out[:5])
+                            + (" and later dates." if len(out) > 5 else ".")))
         lines.append(" ".join(parts))
     if len(series) > 6:
         lines.append(f"... and {len(series) - 6} more series.")
