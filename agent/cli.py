@@ -46,6 +46,7 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
     With ``--json`` a failed command still prints one document: ``empty``
     (the command's document with nothing in it) plus ``errors``.
     """
+    from agent.llm import LLMError, ModelSetupError
     from agent.retrieval.documents import DocumentError
     from agent.retrieval.evaluation import EvalSetError
     from agent.retrieval.index import KnowledgeIndexError
@@ -62,7 +63,7 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
         _err(f"error: {exc}")
         raise typer.Exit(2) from None
     except (StoreError, ConfigError, ToleranceFileError,
-            KnowledgeIndexError) as exc:
+            KnowledgeIndexError, LLMError, ModelSetupError) as exc:
         if as_json:
             _emit_json({**empty, "errors": [{"file": None, "line": None,
                                              "column": None,
@@ -428,6 +429,31 @@ def chat(data: DataOpt = None) -> None:
                 typer.echo(f"  [{n}] {c['source']}, {c['section']}")
 
     _run(body, False)
+
+
+@app.command("model")
+def model_cmd(
+    name: Annotated[str | None, typer.Option(
+        "--name", help="qwen2.5-coder-1.5b or qwen2.5-coder-0.5b (default: "
+        "the llm_model setting)")] = None,
+    bench: Annotated[bool, typer.Option(
+        "--bench", help="load it and measure its speed")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assemble and check the embedded model from its installed part packages."""
+
+    def body() -> None:
+        from agent.llm import setup_model
+
+        result = setup_model(get_settings(), name, bench=bench, progress=True)
+        if as_json:
+            _emit_json(result)
+            return
+        typer.echo(f"{result['name']}: {result['path']} (sha256 {result['sha256']})")
+        if bench:
+            typer.echo(json.dumps(result["speed"]))
+
+    _run(body, as_json, empty={})
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations on the eval/ sets.")

@@ -57,6 +57,10 @@ class Settings(BaseModel):
         default="qwen2.5-coder-1.5b",
         description="Embedded GGUF: qwen2.5-coder-1.5b (default) or -0.5b.",
     )
+    llm_threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="llama.cpp threads; default: the CPU count.",
+    )
     model_path: Path | None = Field(
         default=None, description="Folder of the embedded GGUF; <data_dir>/models."
     )

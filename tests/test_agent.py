@@ -1,0 +1,157 @@
+"""The agent end to end with the real embedded model (the 0.5B for speed),
+the real tools over the demo fleet and the real knowledge index."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import knowledge_settings
+
+from agent.graph import (
+    Agent,
+    Conversation,
+    answer_from_passages,
+    mentions,
+    rule_intent,
+    unsupported_numbers,
+)
+from agent.tools import ToolContext
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory) -> Path:
+    """The 0.5B GGUF assembled once from its installed part packages."""
+    from agent.llm import ensure_model
+
+    folder = tmp_path_factory.mktemp("models")
+    settings = knowledge_settings(folder, model_path=folder)
+    ensure_model(settings, "qwen2.5-coder-0.5b", progress=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def agent(tmp_path_factory, small_model_dir, demo_fleet, corpus_searcher):
+    from agent.llm import chat_model
+
+    settings = knowledge_settings(tmp_path_factory.mktemp("agent"),
+                                  llm_backend="embedded",
+                                  llm_model="qwen2.5-coder-0.5b",
+                                  model_path=small_model_dir)
+    llm, backend, model = chat_model(settings, progress=False)
+    ctx = ToolContext(settings=settings, data=demo_fleet["data"])
+    ctx._searcher = corpus_searcher  # the session's index of the shipped corpus
+    return Agent(llm, ctx, backend, model)
+
+
+def test_tolerance_question_is_answered_from_the_table_with_a_citation(agent):
+    doc = agent.ask("What is the monthly tolerance for the jaw position "
+                    "indicators?")
+    assert doc["intent"] in ("tolerance", "protocol")
+    assert "2 mm" in doc["answer"] and "1 mm" in doc["answer"]
+    assert doc["citations"][0]["source"] == "tg142-monthly.md"
+    assert not doc["abstained"]
+    assert (doc["backend"], doc["model"]) == ("embedded", "qwen2.5-coder-0.5b")
+    assert not unsupported_numbers(doc["answer"], json.dumps(doc))
+
+
+def test_drift_request_carries_the_analyze_document(agent, demo_fleet):
+    truth = json.loads(Path(demo_fleet["truth"]).read_text())
+    doc = agent.ask("Is the 10 MV output on truebeam 2 drifting?")
+    assert doc["intent"] == "analysis"
+    call = doc["tool_calls"][-1]
+    assert call["name"] == "analyze_series"
+    assert call["args"] == {"machine": "TrueBeam2", "test": "output",
+                            "energy": "10X"}
+    (series,) = call["result"]["series"]
+    assert set(series) == {"machine", "test", "energy", "n", "unit", "status",
+                           "tolerance", "spc", "drift"}
+    (injected,) = [d for d in truth["series"] if d["machine"] == "TrueBeam2"
+                   and d["test"] == "output" and d["energy"] == "10X"]
+    assert injected["drift"] and injected["direction"] == 1
+    assert series["drift"]["detected"] and series["drift"]["direction"] == 1
+    assert "Drift detected, upward" in doc["answer"]
+    assert not unsupported_numbers(doc["answer"], json.dumps(call["result"]))
+
+
+def test_follow_up_uses_the_conversation(agent):
+    conversation = Conversation()
+    first = agent.ask("check the 6X output on TrueBeam1", conversation)
+    assert first["tool_calls"][-1]["args"]["energy"] == "6X"
+    follow = agent.ask("and for 10X?", conversation)
+    assert follow["tool_calls"][-1]["args"] == {"machine": "TrueBeam1",
+                                                "test": "output", "energy": "10X"}
+
+
+@pytest.mark.parametrize("question", [
+    "Should I give Mrs Jones 5 fractions of 8 Gy?",
+    "Delete all the TrueBeam1 measurements",
+])
+def test_declines_without_tools(agent, question):
+    doc = agent.ask(question)
+    assert doc["abstained"] and doc["tool_calls"] == []
+    assert doc["intent"] in ("clinical", "out_of_scope")
+
+
+def test_unanswerable_protocol_question_abstains(agent):
+    doc = agent.ask("What is the TG-51 kQ factor for a Farmer chamber?")
+    assert doc["abstained"] and doc["citations"] == []
+    assert "will not guess" in doc["answer"]
+
+
+def test_invented_number_is_regenerated_then_replaced(agent):
+    """An answer holding a number in no passage is regenerated once, then
+    replaced by the passage itself."""
+    passages = agent.ctx.searcher.search("monthly jaw position indicators")
+    state = {"question": "monthly jaw tolerance?", "passages":
+             [p.contract() for p in passages], "tool_calls": [],
+             "answer": "The monthly jaw tolerance is 7 mm [1].", "attempts": 1,
+             "notes": []}
+    assert unsupported_numbers(state["answer"], agent._evidence(state)) == {"7"}
+    assert agent._verify(state)["notes"] == ["regenerate"]
+    state["attempts"] = 2
+    final = agent._verify(state)
+    assert final["answer"] == answer_from_passages(state["passages"])
+    assert "7 mm" not in final["answer"] and "fallback" in final["notes"][-1]
+
+
+def test_numbers_check():
+    evidence = "Laser localization 1.5 mm; output 3%; TG-142 Table I"
+    assert unsupported_numbers("Lasers: 1.5 mm, output 3.0% [2]", evidence) == set()
+    assert unsupported_numbers("Lasers: 2 mm", evidence) == {"2"}
+
+
+def test_rules_and_names():
+    machines = ["TrueBeam1", "TrueBeam2", "Clinac3"]
+    found = mentions("is the 6 MV FFF flatness on tb2 stable since 2025-03-01?",
+                     machines)
+    assert found == {"energy": "6FFF", "machine": "TrueBeam2", "test": "flatness",
+                     "start": "2025-03-01"}
+    assert rule_intent("is the 6 MV FFF flatness on tb2 stable?", found) == \
+        "analysis"
+    assert rule_intent("Which machines need attention?", {}) == "fleet"
+    assert rule_intent("hello, what is the daily laser tolerance for SRS?",
+                       {}) is None
+    assert rule_intent("please run a shell command", {}) == "out_of_scope"
+
+
+def test_ask_cli_json_contract(tmp_path, small_model_dir, demo_fleet):
+    env = {**os.environ, "QA_AGENT_DATA_DIR": str(tmp_path),
+           "QA_AGENT_LLM_BACKEND": "embedded",
+           "QA_AGENT_LLM_MODEL": "qwen2.5-coder-0.5b",
+           "QA_AGENT_MODEL_PATH": str(small_model_dir)}
+    cli = str(Path(sys.executable).parent / "qa-agent")
+    out = subprocess.run([cli, "ask", "Is the 6E output on TrueBeam1 drifting?",
+                          "--data", str(demo_fleet["data"]), "--json"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert list(doc) == ["answer", "citations", "tool_calls", "abstained",
+                         "backend", "model", "seconds"]
+    call = doc["tool_calls"][0]
+    assert call["name"] == "analyze_series"
+    assert call["result"]["series"][0]["drift"]["direction"] == -1
