@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import inspect
-import io
 import json
 import os
 import platform
-import pstats
 import resource
 import statistics
 import sys
@@ -50,7 +48,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from provenance import code_version  # bench/ is on sys.path when run
+from provenance import (  # bench/ is on sys.path when run
+    code_version,
+    profile_top,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE_DIR = ROOT / "knowledge" / "tolerances"
@@ -219,21 +220,6 @@ def import_csv(url: str, path: str) -> dict[str, Any]:
 # --- steps c, d, e: end to end from the store ---------------------------------
 
 
-def _profile_top(profiler: cProfile.Profile, key: str, top: int) -> list[dict]:
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    rows = []
-    for (file, line, name), (_cc, nc, tt, ct, _callers) in stats.stats.items():
-        short = file
-        for marker in ("site-packages/", "/work/main/", "python3.11/"):
-            if marker in file:
-                short = file.split(marker, 1)[1]
-                break
-        rows.append({"function": f"{short}:{line}({name})", "ncalls": nc,
-                     "tottime": round(tt, 4), "cumtime": round(ct, 4)})
-    rows.sort(key=lambda r: -r[key])
-    return rows[:top]
-
-
 def end_to_end(url: str, repeats: int, profile: bool,
                injected: list[dict]) -> dict[str, Any]:
     """Load and analyse the whole fleet from the store, ``repeats`` times.
@@ -367,8 +353,8 @@ def end_to_end(url: str, repeats: int, profile: bool,
             "what": "store.load_series() + analyze_fleet("
                     + ("workers=1" if serial else "default") + ")",
             "seconds_under_profiler": time.perf_counter() - t0,
-            "top_cumulative": _profile_top(profiler, "cumtime", 15),
-            "top_own_time": _profile_top(profiler, "tottime", 15),
+            "top_cumulative": profile_top(profiler, "cumtime", 15),
+            "top_own_time": profile_top(profiler, "tottime", 15),
         }
     return out
 

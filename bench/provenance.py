@@ -1,8 +1,12 @@
-"""What the benchmarks measured: the library code, recorded with each result."""
+"""What the benchmarks measured: the library code, recorded with each result;
+and the profile summary they share."""
 
 from __future__ import annotations
 
+import cProfile
 import hashlib
+import io
+import pstats
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,3 +30,19 @@ def code_version() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "uncommitted_library_changes": changed.splitlines(),
             "agent_qa_sha256": digest.hexdigest()[:16]}
+
+
+def profile_top(profiler: cProfile.Profile, key: str, top: int) -> list[dict]:
+    """The ``top`` functions of a profile by ``cumtime`` or ``tottime``."""
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    rows = []
+    for (file, line, name), (_cc, nc, tt, ct, _callers) in stats.stats.items():
+        short = file
+        for marker in ("site-packages/", "/work/main/", "python3.11/"):
+            if marker in file:
+                short = file.split(marker, 1)[1]
+                break
+        rows.append({"function": f"{short}:{line}({name})", "ncalls": nc,
+                     "tottime": round(tt, 4), "cumtime": round(ct, 4)})
+    rows.sort(key=lambda r: -r[key])
+    return rows[:top]
