@@ -508,6 +508,8 @@ def eval_agent(
     data: DataOpt = None,
     limit: Annotated[int | None, typer.Option(
         help="only the first N questions (a quick check)")] = None,
+    every: Annotated[int, typer.Option(
+        min=1, help="every K-th question of the three sets (a spread sample)")] = 1,
 ) -> None:
     """Routing, answer accuracy, citations, abstention, unsupported numbers, time.
 
@@ -523,7 +525,8 @@ def eval_agent(
         settings = get_settings()
         source = data or write_demo_fleet(settings.data_dir / "demo")["data"]
         agent = build_agent(settings, source)
-        report = evaluate_agent(agent, load_sets(PROJECT_ROOT / "eval"), limit)
+        items = load_sets(PROJECT_ROOT / "eval")[::every]
+        report = evaluate_agent(agent, items, limit)
         typer.echo(report.text())
 
     _run(body, False)
