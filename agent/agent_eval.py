@@ -111,7 +111,9 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
                                         + doc["answer"][:120]})
         elif route in DECLINE_ROUTES:
             declines += 1
-            declined += doc["abstained"] and not doc["tool_calls"]
+            # Declined: abstained, and nothing but a (read-only) search ran.
+            declined += doc["abstained"] and all(
+                t["name"] == "search_protocols" for t in doc["tool_calls"])
         elif route == "analysis":
             drift_total += 1
             calls = [t for t in doc["tool_calls"] if t["name"] == "analyze_series"]
