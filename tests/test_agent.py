@@ -155,3 +155,28 @@ def test_ask_cli_json_contract(tmp_path, small_model_dir, demo_fleet):
     call = doc["tool_calls"][0]
     assert call["name"] == "analyze_series"
     assert call["result"]["series"][0]["drift"]["direction"] == -1
+
+
+def test_default_1_5b_model_answers_with_citations(tmp_path, demo_fleet,
+                                                   corpus_searcher):
+    """The default model (assembled by the set-up into data/models) end to end."""
+    from agent.config import PROJECT_ROOT
+    from agent.llm import chat_model, ensure_model
+
+    models = PROJECT_ROOT / "data" / "models"
+    settings = knowledge_settings(tmp_path, llm_backend="embedded",
+                                  model_path=models)
+    ensure_model(settings, "qwen2.5-coder-1.5b", progress=False)
+    llm, backend, model = chat_model(settings, progress=False)
+    assert (backend, model) == ("embedded", "qwen2.5-coder-1.5b")
+    ctx = ToolContext(settings=settings, data=demo_fleet["data"])
+    ctx._searcher = corpus_searcher
+    agent = Agent(llm, ctx, backend, model)
+    tokens: list[str] = []
+    doc = agent.ask("How are the EWMA control limits for linac QA computed?",
+                    on_token=tokens.append)
+    assert doc["intent"] == "protocol" and not doc["abstained"]
+    assert doc["citations"] and doc["citations"][0]["source"] == "spc-primer.md"
+    assert tokens  # streamed
+    evidence = json.dumps(doc["tool_calls"]) + json.dumps(doc["citations"])
+    assert not unsupported_numbers(doc["answer"], evidence)
