@@ -14,12 +14,21 @@ and an on-disk Chroma store in a scratch data directory (``--work``, default
    numbers): pages/s and passages/s, and a check that the passages carry the
    page numbers 1..300 in the index metadata.
 3. **Query latency** on the shipped-corpus index: median and p95 over the
-   questions of ``eval/retrieval.yaml`` after 5 warm-up queries.
-4. **Query latency at 100,000 passages** (skipped with ``--quick``): about
-   1000 generated Markdown files x 100 short passages plus the corpus, through
-   ``sync``; the same queries without and with a metadata filter, a
-   breakdown of where a query's time goes and a cProfile. The index is cached
-   on disk under a version key, so a re-run reuses it.
+   143 questions of ``eval/retrieval.yaml`` (timed in 3 passes) after 5
+   warm-up queries, back to back and with the index check the searcher makes
+   before a query that comes more than 2 s after the previous one; a
+   breakdown of where a query's time goes.
+4. **Query latency at 100,000 passages** (skipped with ``--quick``): 1000
+   generated Markdown files x 100 passages plus the corpus, through ``sync``;
+   the same queries without and with a metadata filter (``document=``,
+   ``frequency=``), the breakdown, pieces timed alone and a cProfile. Before
+   building, embedding is timed on a sample and the build time projected;
+   passages are made shorter (30-60, 20-40, 12-25 words) until the projection
+   fits ``--budget-minutes``, and only if even the shortest do not fit are
+   some passages given perturbed copies of real embeddings (said in the
+   output and the JSON). The index is cached on disk under a version key
+   (``BIG_VERSION``, file count, passage length), so a re-run reuses it; an
+   interrupted build resumes.
 
 Each step runs in its own freshly spawned Python process, so its peak RSS
 (``resource.getrusage``) is its own. Run from the repository root::
@@ -66,6 +75,8 @@ DEFAULT_WORK = ROOT / "bench" / ".work"
 #: A Markdown or text file has no pages: one page is this many words.
 WORDS_PER_PAGE = 500
 WARM_UP = 5
+#: Each latency block times every question this many times.
+PASSES = 3
 PDF_NAME = "qa-procedures-300p.pdf"
 #: Bump when the generated 100k-passage documents change: a new cache key.
 BIG_VERSION = "1"
@@ -424,42 +435,57 @@ def query_filters(question: Any, i: int, kind: str) -> dict[str, str]:
 
 
 def time_queries(searcher: Any, questions: list[Any], filter_kind: str = "",
-                 check_index_each_query: bool = False) -> dict[str, Any]:
+                 check_index_each_query: bool = False,
+                 passes: int = PASSES) -> dict[str, Any]:
     """Latency of ``searcher.search(q, k=5)`` over all questions, after warm-up.
 
-    ``check_index_each_query``: the searcher re-reads the index fingerprint
-    before every query (``invalidate()``), as it does for any query more than
-    ``refresh_seconds`` (2 s) after the previous one; by default the loop runs
-    back to back and that check happens only every 2 s.
+    The questions are timed ``passes`` times; ``latency_ms`` is over all
+    timings, ``pass_medians_ms`` gives each pass's median (on a machine shared
+    with other work the quietest pass is the best estimate of the code's own
+    speed). ``check_index_each_query``: the searcher re-reads the index
+    fingerprint before every query (``invalidate()``), as it does for any
+    query more than ``refresh_seconds`` (2 s) after the previous one; by
+    default the loop runs back to back and that check happens every 2 s.
     """
     from agent.retrieval.evaluation import is_hit
 
+    load_before = os.getloadavg()[0]
     warm = []
     for i, q in enumerate(questions[:WARM_UP]):
         t0 = time.perf_counter()
         searcher.search(q.question, k=5, **query_filters(q, i, filter_kind))
         warm.append(time.perf_counter() - t0)
-    seconds = []
+    seconds: list[float] = []
+    pass_medians = []
     hits = anywhere = answered = returned_any = 0
-    for i, q in enumerate(questions):
-        kwargs = query_filters(q, i, filter_kind)
-        if check_index_each_query:
-            searcher.invalidate()
-        t0 = time.perf_counter()
-        results = searcher.search(q.question, k=5, **kwargs)
-        seconds.append(time.perf_counter() - t0)
-        returned_any += bool(results)
-        if q.answerable:
-            answered += 1
-            hits += any(is_hit(q, r.source, r.text) for r in results)
-            # The expected text in a passage of any file (generated notes
-            # quote corpus sentences, so a copy may outrank the original).
-            anywhere += any(is_hit(q, q.sources[0], r.text) for r in results)
+    for n in range(passes):
+        this_pass = []
+        for i, q in enumerate(questions):
+            kwargs = query_filters(q, i, filter_kind)
+            if check_index_each_query:
+                searcher.invalidate()
+            t0 = time.perf_counter()
+            results = searcher.search(q.question, k=5, **kwargs)
+            this_pass.append(time.perf_counter() - t0)
+            if n:
+                continue
+            returned_any += bool(results)
+            if q.answerable:
+                answered += 1
+                hits += any(is_hit(q, r.source, r.text) for r in results)
+                # The expected text in a passage of any file (generated notes
+                # quote corpus sentences, so a copy may outrank the original).
+                anywhere += any(is_hit(q, q.sources[0], r.text) for r in results)
+        seconds += this_pass
+        pass_medians.append(1000.0 * statistics.median(this_pass))
     out = {"filter": filter_kind or "none",
            "check_index_each_query": check_index_each_query,
            "warm_up_ms": [round(s * 1000.0, 1) for s in warm],
-           "latency_ms": stats_ms(seconds),
-           "queries_with_results": returned_any}
+           "passes": passes, "latency_ms": stats_ms(seconds),
+           "pass_medians_ms": pass_medians,
+           "best_pass_median_ms": min(pass_medians),
+           "queries_with_results": returned_any,
+           "loadavg_1min_before_after": [load_before, os.getloadavg()[0]]}
     if filter_kind != "frequency":  # a frequency filter may exclude the answer
         out["hit_at_5"] = {"hits": hits, "answerable": answered,
                            "rate": hits / answered if answered else None,
@@ -1062,8 +1088,11 @@ def environment() -> dict[str, Any]:
 
 def _lat(block: dict[str, Any]) -> str:
     lat = block["latency_ms"]
+    load = block.get("loadavg_1min_before_after") or [float("nan")] * 2
+    best = block.get("best_pass_median_ms", float("nan"))
     return (f"median {lat['median']:6.1f} ms  p95 {lat['p95']:6.1f} ms  "
-            f"max {lat['max']:6.1f} ms  (n={lat['n']})")
+            f"max {lat['max']:6.1f} ms  best pass median {best:6.1f} ms  "
+            f"(n={lat['n']}, load {load[0]:.1f}/{load[1]:.1f})")
 
 
 def _parts(block: dict[str, Any]) -> str:
@@ -1154,6 +1183,7 @@ def summary(result: dict[str, Any]) -> str:
         for name, block in bq["breakdown"].items():
             lines.append(f"   breakdown {name:<22} {_parts(block)}")
         m = bq["micro"]
+        unfiltered = bq["latency_unfiltered"]
         by_threads = m["query_embedding_ms_by_torch_threads"]
         lines += [
             "   query embedding alone, median by torch threads: "
@@ -1170,10 +1200,12 @@ def summary(result: dict[str, Any]) -> str:
             f"{bq['latency_unfiltered']['hit_at_5']['expected_text_from_any_file']})"
             f"; peak RSS "
             f"{bq['peak_rss_mb']:.0f} MB",
-            "   aim: median < 50 ms at 100k passages: "
-            + ("met" if bq["latency_unfiltered"]["latency_ms"]["median"] < 50
+            "   aim median < 50 ms at 100k passages (unfiltered): all passes "
+            + ("met" if unfiltered["latency_ms"]["median"] < 50 else "NOT met")
+            + f" ({unfiltered['latency_ms']['median']:.1f} ms), quietest pass "
+            + ("met" if unfiltered.get("best_pass_median_ms", 1e9) < 50
                else "NOT met")
-            + f" (median {bq['latency_unfiltered']['latency_ms']['median']:.1f} ms)",
+            + f" ({unfiltered.get('best_pass_median_ms', float('nan')):.1f} ms)",
         ]
     return "\n".join(lines)
 
@@ -1204,6 +1236,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "config": {"quick": args.quick, "pdf_pages": args.pdf_pages,
                    "words_per_page_markdown": WORDS_PER_PAGE, "warm_up": WARM_UP,
+                   "latency_passes": PASSES,
                    "big_files": None if args.quick else args.big_files,
                    "budget_minutes": args.budget_minutes, "seed": args.seed,
                    "work": str(work), "chunk_words": 150, "k": 5},
