@@ -166,6 +166,17 @@ def unsupported_numbers(answer: str, evidence: str) -> set[str]:
     return bad
 
 
+def _test_patterns() -> list[tuple[re.Pattern[str], str]]:
+    names = {k.replace("_", " "): k for k in TESTS} | dict(_TEST_ALIASES)
+    return [(re.compile(rf"(?<![\w-]){re.escape(alias)}(?![\w-])"), names[alias])
+            for alias in sorted(names, key=len, reverse=True)
+            if len(alias) >= 3 or alias == "wl"]
+
+
+#: Test names and aliases, longest first, as compiled patterns (built once).
+_TEST_PATTERNS = _test_patterns()
+
+
 def mentions(question: str, machines: list[str]) -> dict[str, str]:
     """Machines, tests, energies and frequencies named in a question, by rule.
 
@@ -192,12 +203,9 @@ def mentions(question: str, machines: list[str]) -> dict[str, str]:
         if "machine" in found:
             break
     # Test: the longest alias or canonical name found in the question.
-    names = {k.replace("_", " "): k for k in TESTS} | dict(_TEST_ALIASES)
-    for alias in sorted(names, key=len, reverse=True):
-        if len(alias) < 3 and alias != "wl":
-            continue
-        if re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", low):
-            found["test"] = names[alias]
+    for pattern, test in _TEST_PATTERNS:
+        if pattern.search(low):
+            found["test"] = test
             break
     for word, freq in FREQUENCY_WORDS.items():
         if re.search(rf"\b{word}\b", low):

@@ -169,6 +169,7 @@ class KeywordIndex:
         self.document_frequency = document_frequency
         self.token_vocab = frozenset(retriever.vocab_dict) if retriever else frozenset()
         self.row_of = {cid: i for i, cid in enumerate(ids)}
+        self._tokens: dict[int, frozenset[str]] = {}
         self.sources = np.array([m.get("source", "") for m in metas], dtype=object)
         self.frequencies = np.array([m.get("frequency", "") for m in metas],
                                     dtype=object)
@@ -246,6 +247,15 @@ class KeywordIndex:
         n = len(self.ids)
         df = self.document_frequency.get(token, 0)
         return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
+
+    def passage_tokens(self, row: int) -> frozenset[str]:
+        """A passage's tokens with its phrases' synonyms (computed once)."""
+        tokens = self._tokens.get(row)
+        if tokens is None:
+            full = self.indexed_text(self.texts[row], self.metas[row])
+            tokens = frozenset(tokenize(full)) | _expansion_words(full)
+            self._tokens[row] = tokens
+        return tokens
 
     def mask(self, document: str | None, frequency: str | None) -> np.ndarray | None:
         """1 for passages that pass the filters (None: no filter)."""
@@ -364,8 +374,7 @@ class HybridSearcher:
                    / total) if total else 1.0
         out = []
         for row, rrf in fused.items():
-            full = KeywordIndex.indexed_text(kw.texts[row], kw.metas[row])
-            passage_tokens = set(tokenize(full)) | _expansion_words(full)
+            passage_tokens = kw.passage_tokens(row)
             coverage = (sum(weight[t] for t in q_content & passage_tokens) / total
                         if total else 0.0)
             features = {"dense": dense_sim.get(row, 0.0),
