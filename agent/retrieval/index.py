@@ -206,6 +206,9 @@ class KnowledgeIndex:
         report = IngestReport()
         roots = [Path(p).resolve() for p in paths]
         known = self.files()
+        # Passages beyond those recorded mean an earlier run was interrupted:
+        # only then are unchanged files checked for leftovers (one delete each).
+        leftovers = self.chunks.count() != sum(f.chunks for f in known.values())
         wanted: list[Path] = []
         for path in iter_document_files(roots):
             if path.exists():
@@ -218,7 +221,7 @@ class KnowledgeIndex:
             for indexed in sorted(known):
                 inside = any(Path(indexed).is_relative_to(r) for r in roots)
                 if inside and not Path(indexed).exists():
-                    report.chunks_removed += self.remove(indexed)
+                    report.chunks_removed += self._remove(indexed, known[indexed])
                     report.removed.append(indexed)
         bar = _progress(len(wanted), progress)
         for path in wanted:
@@ -233,7 +236,8 @@ class KnowledgeIndex:
             previous = known.get(key)
             if previous is not None and previous.sha256 == sha:
                 report.unchanged.append(key)
-                self._delete_stale(key, sha)  # finishes an interrupted run
+                if leftovers:
+                    self._delete_stale(key, sha)  # finishes an interrupted run
                 bar.update(1)
                 continue
             try:
@@ -294,7 +298,9 @@ class KnowledgeIndex:
         """Remove one file's passages and record; returns the passages removed."""
         known = self.files()
         key = str(path) if str(path) in known else str(Path(path).resolve())
-        record = known.get(key)
+        return self._remove(key, known.get(key))
+
+    def _remove(self, key: str, record: IndexedFile | None) -> int:
         self.file_records.delete(ids=[key])
         self.chunks.delete(where={"path": key})
         return record.chunks if record else 0
@@ -313,6 +319,35 @@ class KnowledgeIndex:
                 if current.get(str(meta.get("path"))) == meta.get("sha256"):
                     yield cid, text, meta
             offset += len(got["ids"])
+
+
+def default_document_roots(settings: Settings) -> list[Path]:
+    """The shipped corpus and the department's watch folder (created if missing)."""
+    settings.watch_dir.mkdir(parents=True, exist_ok=True)
+    return [settings.corpus_dir, settings.watch_dir]
+
+
+def open_index(settings: Settings, progress: bool = True,
+               notify: Any = None) -> KnowledgeIndex:
+    """The knowledge index; an empty one first gets the default documents.
+
+    Parameters
+    ----------
+    settings : Settings
+    progress : bool
+        Progress bar on stderr while the first ingestion runs.
+    notify : callable, optional
+        Receives a line before and after that ingestion (the CLI prints them).
+    """
+    index = KnowledgeIndex(settings)
+    if not index.files():
+        if notify:
+            notify("the knowledge index is empty: ingesting the shipped corpus "
+                   f"and {settings.watch_dir}")
+        report = index.sync(default_document_roots(settings), progress=progress)
+        if notify:
+            notify(report.summary())
+    return index
 
 
 class _NoBar:
