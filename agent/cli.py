@@ -53,23 +53,22 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
 
     if empty is None:
         empty = {"series": []}
+
+    def fail(exc: Exception, code: int) -> typer.Exit:
+        if as_json:
+            _emit_json({**empty, "errors": [{"file": None, "line": None,
+                                             "column": None,
+                                             "reason": str(exc)}]})
+        _err(f"error: {exc}")
+        return typer.Exit(code)
+
     try:
         func()
     except (InputError, UsageError, DocumentError, EvalSetError) as exc:
-        if as_json:
-            _emit_json({**empty, "errors": [{"file": None, "line": None,
-                                             "column": None,
-                                             "reason": str(exc)}]})
-        _err(f"error: {exc}")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     except (StoreError, ConfigError, ToleranceFileError,
             KnowledgeIndexError, LLMError, ModelSetupError) as exc:
-        if as_json:
-            _emit_json({**empty, "errors": [{"file": None, "line": None,
-                                             "column": None,
-                                             "reason": str(exc)}]})
-        _err(f"error: {exc}")
-        raise typer.Exit(1) from None
+        raise fail(exc, 1) from None
     except typer.Exit:
         raise
     except Exception as exc:  # last resort: a message, not a traceback
@@ -240,25 +239,6 @@ def demo_data(
     _run(body, False)
 
 
-def _knowledge_index(settings: Settings, progress: bool = True):
-    """The knowledge index, with the shipped corpus ingested on first use."""
-    from agent.retrieval.index import KnowledgeIndex
-
-    index = KnowledgeIndex(settings)
-    if not index.files():
-        _err("the knowledge index is empty: ingesting the shipped corpus and "
-             f"{settings.watch_dir}")
-        report = index.sync(default_document_roots(settings), progress=progress)
-        _err(report.summary())
-    return index
-
-
-def default_document_roots(settings: Settings) -> list[Path]:
-    """The shipped corpus and the department's watch folder (created if missing)."""
-    settings.watch_dir.mkdir(parents=True, exist_ok=True)
-    return [settings.corpus_dir, settings.watch_dir]
-
-
 def _report_ingest(report, as_json: bool) -> None:
     if as_json:
         _emit_json(report.as_dict())
@@ -286,7 +266,7 @@ def ingest(
     def body() -> None:
         import time
 
-        from agent.retrieval.index import KnowledgeIndex
+        from agent.retrieval.index import KnowledgeIndex, default_document_roots
 
         settings = get_settings()
         roots = list(paths) if paths else default_document_roots(settings)
@@ -329,18 +309,18 @@ def search(
 
     def body() -> None:
         from agent.retrieval.chunking import FREQUENCIES
+        from agent.retrieval.index import open_index
         from agent.retrieval.search import HybridSearcher
 
         if frequency and frequency not in FREQUENCIES:
             raise UsageError(f"--frequency {frequency!r}: use one of "
                              f"{', '.join(FREQUENCIES)}")
         settings = get_settings()
-        searcher = HybridSearcher(_knowledge_index(settings))
-        if document and document not in {
-                f.source for f in searcher.index.files().values()}:
+        searcher = HybridSearcher(open_index(settings, notify=_err))
+        indexed = sorted({f.source for f in searcher.index.files().values()})
+        if document and document not in indexed:
             raise UsageError(f"--document {document!r} is not indexed; indexed: "
-                             + ", ".join(sorted({f.source for f in
-                                                 searcher.index.files().values()})))
+                             + ", ".join(indexed))
         results = searcher.search(query, k=k, document=document,
                                   frequency=frequency)
         if as_json:

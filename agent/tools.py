@@ -101,13 +101,11 @@ class ToolContext:
     def searcher(self) -> Any:
         """Hybrid protocol search (the index is opened once)."""
         if self._searcher is None:
-            from agent.retrieval.index import KnowledgeIndex
+            from agent.retrieval.index import open_index
             from agent.retrieval.search import HybridSearcher
 
-            index = KnowledgeIndex(self.settings)
-            if not index.files():
-                index.sync([self.settings.corpus_dir], progress=False)
-            self._searcher = HybridSearcher(index)
+            self._searcher = HybridSearcher(open_index(self.settings,
+                                                       progress=False))
         return self._searcher
 
     def all_series(self) -> list[SeriesData]:
