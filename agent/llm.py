@@ -1209,6 +1209,17 @@ def chat_model(settings: Settings | Any, progress: bool = True
                     "llama.cpp model")
     if backend == "ollama":
         if getattr(settings, "llm_backend", "auto") == "ollama":
+            # Asked for explicitly: say now, not at the first question, when
+            # the server is down or lacks the model.
+            names = ollama_models(host, timeout=2.0)
+            if names is None:
+                raise LLMError(f"Ollama at {host} does not answer: start it "
+                               "('ollama serve') or set llm_backend to embedded "
+                               "or auto (QA_AGENT_LLM_BACKEND)")
+            if not any(_same_model(n, model) for n in names):
+                raise LLMError(f"Ollama at {host} does not have {model} (it has: "
+                               f"{', '.join(names) or 'none'}); run 'ollama pull "
+                               f"{model}' or set ollama_model")
             _report(f"LLM: Ollama at {host}, model {model}")
         return ollama_chat_model(settings), "ollama", model
     llm = embedded_chat_model(settings, progress=progress)

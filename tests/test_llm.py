@@ -405,6 +405,21 @@ def test_chat_ollama_against_the_test_server(server):
 # -- choosing the backend --------------------------------------------------------
 
 
+def test_explicit_ollama_that_is_down_or_lacks_the_model_is_a_clear_error(
+        server, model_root):
+    down = _settings(model_root, llm_backend="ollama",
+                     ollama_host=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(LLMError, match=r"does not answer: start it"):
+        chat_model(down)
+    missing = _settings(model_root, llm_backend="ollama", ollama_host=server.url,
+                        ollama_model="llama9:70b")
+    with pytest.raises(LLMError, match=rf"does not have llama9:70b.*{SERVED}"):
+        chat_model(missing)
+    present = _settings(model_root, llm_backend="ollama", ollama_host=server.url,
+                        ollama_model=SERVED)
+    assert chat_model(present)[1:] == ("ollama", SERVED)
+
+
 def test_auto_picks_ollama_when_it_lists_the_model(server, model_root, capsys,
                                                     caplog):
     caplog.set_level(logging.INFO, "agent.llm")
