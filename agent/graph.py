@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
 
 from agent.qa.names import _TEST_ALIASES, TESTS, canonical_energy, canonical_machine
@@ -290,18 +291,24 @@ class Agent:
         return graph.compile()
 
     def ask(self, question: str, conversation: Conversation | None = None,
-            on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+            on_token: Callable[[str], None] | None = None,
+            on_step: Callable[[dict[str, Any]], None] | None = None,
+            ) -> dict[str, Any]:
         """Answer one question; the ``qa-agent ask --json`` document.
 
         ``on_token`` receives the answer's text as it is written (streaming);
         when the check replaces an answer, the final ``answer`` is what counts.
+        ``on_step`` receives each tool call (name, args, result, seconds) as
+        soon as it has run. One Agent may serve several conversations at
+        once: what belongs to a call travels in the graph's config, not on
+        the Agent.
         """
         started = time.perf_counter()
-        self._conversation = conversation or Conversation()
-        self._on_token = on_token
-        state: AgentState = self.graph.invoke({"question": question, "attempts": 0,
-                                               "notes": [], "tool_calls": [],
-                                               "passages": []})
+        call = {"conversation": conversation or Conversation(),
+                "on_token": on_token, "on_step": on_step}
+        state: AgentState = self.graph.invoke(
+            {"question": question, "attempts": 0, "notes": [], "tool_calls": [],
+             "passages": []}, config={"configurable": {"call": call}})
         if conversation is not None:
             conversation.turns.append(Turn(question, state["answer"], state["route"]))
         cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", state["answer"])})
@@ -324,11 +331,11 @@ class Agent:
         except Exception:  # no data on hand: names still come from the registry
             return sorted(self.ctx.tables.machines)
 
-    def _route(self, state: AgentState) -> AgentState:
+    def _route(self, state: AgentState, config: RunnableConfig) -> AgentState:
         question = state["question"]
         found = mentions(question, self._machines())
-        previous = (self._conversation.turns[-1].route
-                    if self._conversation.turns else None)
+        turns = _call_of(config)["conversation"].turns
+        previous = turns[-1].route if turns else None
         if _CLINICAL.search(question) or _PERSON.search(question):
             return {"route": Route(intent="clinical")}
         if previous and (_FOLLOW_UP.match(question) or len(question.split()) <= 4) \
@@ -372,40 +379,51 @@ class Agent:
         except (ValidationError, ValueError, KeyError, TypeError):
             return Route(intent="protocol")
 
-    def _call(self, state: AgentState, name: str, args: dict[str, Any]) -> Any:
+    def _call(self, state: AgentState, name: str, args: dict[str, Any],
+              on_step: Callable[[dict[str, Any]], None] | None = None) -> Any:
         args = {k: v for k, v in args.items() if v is not None}
+        started = time.perf_counter()
         try:
             result = run_tool(self.ctx, name, args)
         except (SelectionError, ValidationError, ValueError) as exc:
             result = {"error": str(exc)}
-        state["tool_calls"].append({"name": name, "args": args, "result": result})
+        step = {"name": name, "args": args, "result": result,
+                "seconds": round(time.perf_counter() - started, 3)}
+        state["tool_calls"].append(step)
+        if on_step:
+            on_step(step)
         return result
 
-    def _tools(self, state: AgentState) -> AgentState:
+    def _tools(self, state: AgentState, config: RunnableConfig) -> AgentState:
+        on_step = _call_of(config)["on_step"]
+
+        def call(name: str, args: dict[str, Any]) -> Any:
+            return self._call(state, name, args, on_step)
+
         route = state["route"]
         question = state["question"]
         if route.intent in ("protocol", "tolerance"):
             if route.intent == "tolerance" and route.test:
-                self._call(state, "lookup_tolerance", {
+                call("lookup_tolerance", {
                     "test": route.test, "frequency": route.frequency,
                     "machine": route.machine, "machine_class": route.machine_class,
                     "energy": route.energy})
-            found = self._call(state, "search_protocols", {"query": question})
+            found = call("search_protocols", {"query": question})
             passages = found.get("results", [])
             if not passages:
                 rewritten = self._rewrite(question)
                 if rewritten and rewritten.lower() != question.lower():
-                    found = self._call(state, "search_protocols", {"query": rewritten})
+                    found = call("search_protocols", {"query": rewritten})
                     passages = found.get("results", [])
             state["passages"] = passages
         elif route.intent == "analysis":
-            self._call(state, "analyze_series", {
+            call("analyze_series", {
                 "machine": route.machine, "test": route.test, "energy": route.energy,
                 "start": route.start, "end": route.end})
         elif route.intent == "fleet":
-            self._call(state, "fleet_overview", {"machine": route.machine})
+            call("fleet_overview", {"machine": route.machine})
         elif route.intent == "data":
-            self._call(state, "list_data", {"machine": route.machine})
+            call("list_data", {"machine": route.machine})
         return {"tool_calls": state["tool_calls"], "passages": state["passages"]}
 
     def _rewrite(self, question: str) -> str:
@@ -426,7 +444,7 @@ class Agent:
         parts += [json.dumps(c["result"], default=str) for c in state["tool_calls"]]
         return "\n".join(parts)
 
-    def _answer(self, state: AgentState) -> AgentState:
+    def _answer(self, state: AgentState, config: RunnableConfig) -> AgentState:
         route = state["route"]
         attempts = state.get("attempts", 0) + 1
         if route.intent == "clinical":
@@ -445,9 +463,11 @@ class Agent:
                 return self._final(written, attempts)
         if not passages:
             return self._final(NOT_FOUND, attempts, abstained=True)
-        return self._final(self._write(state, attempts), attempts)
+        return self._final(self._write(state, attempts,
+                                       _call_of(config)["on_token"]), attempts)
 
-    def _write(self, state: AgentState, attempts: int) -> str:
+    def _write(self, state: AgentState, attempts: int,
+               on_token: Callable[[str], None] | None) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         numbered = "\n".join(
@@ -462,8 +482,8 @@ class Agent:
         for chunk in self.llm.stream(messages):
             piece = str(chunk.content)
             text += piece
-            if self._on_token and piece:
-                self._on_token(piece)
+            if on_token and piece:
+                on_token(piece)
         text = text.strip()
         if "do not answer" in text:
             # The calibrated gate found relevant passages; a small model that
@@ -475,8 +495,8 @@ class Agent:
             n = best_source(text, state["passages"])
             if n:
                 text += f" [{n}]"
-                if self._on_token:
-                    self._on_token(f" [{n}]")
+                if on_token:
+                    on_token(f" [{n}]")
         return text
 
     def _final(self, answer: str, attempts: int, abstained: bool = False) -> AgentState:
@@ -491,6 +511,13 @@ class Agent:
             return {"notes": [*notes, "regenerate"]}
         return {"answer": answer_from_passages(state.get("passages", [])),
                 "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
+
+
+def _call_of(config: RunnableConfig) -> dict[str, Any]:
+    """What belongs to one ``ask`` call (conversation, callbacks)."""
+    call = (config.get("configurable") or {}).get("call")
+    return call or {"conversation": Conversation(), "on_token": None,
+                    "on_step": None}
 
 
 def rule_intent(question: str, found: dict[str, str]) -> str | None:
