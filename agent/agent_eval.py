@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class AgentReport:
     abstention: float = 0.0
     unsupported_rate: float = 0.0
     median_seconds: float = 0.0
+    p95_seconds: float = 0.0
+    median_first_output: float = 0.0
+    p95_first_output: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def text(self) -> str:
@@ -51,7 +55,10 @@ class AgentReport:
                  f"  citation rate (protocol)  {self.citation_rate:.3f}",
                  f"  abstention (out of scope) {self.abstention:.3f}",
                  f"  unsupported-number rate   {self.unsupported_rate:.3f}",
-                 f"  median time to answer     {self.median_seconds:.1f} s"]
+                 f"  time to full answer       median {self.median_seconds:.1f} s, "
+                 f"p95 {self.p95_seconds:.1f} s",
+                 f"  time to first output      median "
+                 f"{self.median_first_output:.1f} s, p95 {self.p95_first_output:.1f} s"]
         lines += [f"  fail {f['id']}: {f['why']}" for f in self.failures[:40]]
         return "\n".join(lines)
 
@@ -78,9 +85,21 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     routed = answered = knowledge = cited = declines = declined = 0
     drift_total = drift_right = unsupported = 0
     seconds: list[float] = []
+    first: list[float] = []
     for item in items[:limit]:
-        doc = agent.ask(item["question"])
+        # First output: the first streamed token of the answer; an answer
+        # written by code arrives whole, so its first output is the answer.
+        started = time.perf_counter()
+        first_token: list[float] = []
+
+        def on_token(_: str, first_token: list[float] = first_token,
+                     started: float = started) -> None:
+            if not first_token:
+                first_token.append(time.perf_counter() - started)
+
+        doc = agent.ask(item["question"], on_token=on_token)
         seconds.append(doc["seconds"])
+        first.append(first_token[0] if first_token else doc["seconds"])
         route = item["route"]
         intent = doc["intent"]
         ok_route = (intent in KNOWLEDGE_ROUTES if route in KNOWLEDGE_ROUTES
@@ -136,4 +155,15 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     report.drift_accuracy = drift_right / drift_total if drift_total else 0.0
     report.unsupported_rate = unsupported / n if n else 0.0
     report.median_seconds = statistics.median(seconds) if seconds else 0.0
+    report.p95_seconds = _p95(seconds)
+    report.median_first_output = statistics.median(first) if first else 0.0
+    report.p95_first_output = _p95(first)
     return report
+
+
+def _p95(values: list[float]) -> float:
+    """95th percentile (nearest rank), 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered) + 0.5) - 1)]

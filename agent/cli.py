@@ -46,6 +46,7 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
     With ``--json`` a failed command still prints one document: ``empty``
     (the command's document with nothing in it) plus ``errors``.
     """
+    from agent.graph import BackendUnavailable
     from agent.llm import LLMError, ModelSetupError
     from agent.retrieval.documents import DocumentError
     from agent.retrieval.evaluation import EvalSetError
@@ -67,7 +68,8 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
     except (InputError, UsageError, DocumentError, EvalSetError) as exc:
         raise fail(exc, 2) from None
     except (StoreError, ConfigError, ToleranceFileError,
-            KnowledgeIndexError, LLMError, ModelSetupError) as exc:
+            KnowledgeIndexError, LLMError, ModelSetupError,
+            BackendUnavailable) as exc:
         raise fail(exc, 1) from None
     except typer.Exit:
         raise
@@ -379,7 +381,7 @@ def chat(data: DataOpt = None) -> None:
     """Talk to the assistant in the terminal (empty line or Ctrl-D ends)."""
 
     def body() -> None:
-        from agent.graph import Conversation
+        from agent.graph import BackendUnavailable, Conversation
 
         agent = build_agent(get_settings(), data)
         conversation = Conversation()
@@ -398,7 +400,13 @@ def chat(data: DataOpt = None) -> None:
                 sys.stdout.write(token)
                 sys.stdout.flush()
 
-            document = agent.ask(question, conversation, on_token=show)
+            try:
+                document = agent.ask(question, conversation, on_token=show)
+            except BackendUnavailable as exc:
+                # The model went away: say so and keep the session open for
+                # the requests code answers alone.
+                typer.echo(f"\n{exc}")
+                continue
             if not streamed or "".join(streamed).strip() != document["answer"]:
                 if streamed:
                     typer.echo("\n(checked and corrected:)")
@@ -490,6 +498,8 @@ def eval_agent(
         help="only the first N questions (a quick check)")] = None,
     every: Annotated[int, typer.Option(
         min=1, help="every K-th question of the three sets (a spread sample)")] = 1,
+    out: Annotated[Path | None, typer.Option(
+        help="also write the scores and failures as JSON to this file")] = None,
 ) -> None:
     """Routing, answer accuracy, citations, abstention, unsupported numbers, time.
 
@@ -508,6 +518,11 @@ def eval_agent(
         items = load_sets(PROJECT_ROOT / "eval")[::every]
         report = evaluate_agent(agent, items, limit)
         typer.echo(report.text())
+        if out is not None:
+            import dataclasses
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n")
 
     _run(body, False)
 

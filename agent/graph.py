@@ -44,6 +44,14 @@ FREQUENCY_WORDS = {"daily": "daily", "morning": "daily", "weekly": "weekly",
                    "annual": "annual", "annually": "annual", "yearly": "annual"}
 
 
+class BackendUnavailable(RuntimeError):  # noqa: N818 (reads as a state)
+    """The language model could not be reached; the message says what to do.
+
+    Requests that code answers alone (analyses, fleet overview, data on hand,
+    small talk, the patient-question guard) still work without the model.
+    """
+
+
 class Route(BaseModel):
     """The request, as the router understood it."""
 
@@ -53,6 +61,7 @@ class Route(BaseModel):
     energy: str | None = None
     frequency: Frequency | None = None
     machine_class: Literal["non-IMRT", "IMRT", "SRS/SBRT"] | None = None
+    beam: Literal["photon", "electron"] | None = None
     start: str | None = None
     end: str | None = None
 
@@ -212,6 +221,17 @@ def mentions(question: str, machines: list[str]) -> dict[str, str]:
         if re.search(rf"\b{word}\b", low):
             found["frequency"] = freq
             break
+    if "energy" not in found:
+        if re.search(r"\belectrons?\b", low):
+            found["beam"] = "electron"
+        elif re.search(r"\b(photons?|x-?rays?)\b", low):
+            found["beam"] = "photon"
+    if re.search(r"\bnon[- ]?imrt\b", low):
+        found["machine_class"] = "non-IMRT"
+    elif re.search(r"\b(srs|sbrt|stereotactic|radiosurgery)\b", low):
+        found["machine_class"] = "SRS/SBRT"
+    elif re.search(r"\bimrt\b", low):
+        found["machine_class"] = "IMRT"
     dates = re.findall(r"\b(20\d\d-\d\d-\d\d)\b", question)
     if dates:
         found["start"] = dates[0]
@@ -264,12 +284,27 @@ class Agent:
     """
 
     def __init__(self, llm: Any, ctx: ToolContext, backend: str = "",
-                 model: str = "") -> None:
+                 model: str = "", unavailable: str = "") -> None:
         self.llm = llm
         self.ctx = ctx
         self.backend = backend
         self.model = model
+        #: Why there is no LLM (``llm`` None): said when a request needs one.
+        self.unavailable = unavailable
         self.graph = self._build()
+
+    def _model_down(self, exc: BaseException | None = None) -> BackendUnavailable:
+        """The error for a request that needs the LLM when it cannot answer."""
+        if self.llm is None:
+            why = self.unavailable or "no language model is configured"
+        else:
+            why = (f"the language model ({self.backend} {self.model}) did not "
+                   f"answer: {type(exc).__name__}: {exc}")
+        return BackendUnavailable(
+            f"{why}. Protocol questions need the model: start it (for Ollama, "
+            "`ollama serve` and `ollama pull <model>`; or set "
+            "QA_AGENT_LLM_BACKEND=embedded) and ask again. Drift analyses, the "
+            "fleet overview and questions about the data on hand still work.")
 
     # -- graph -------------------------------------------------------------
     def _build(self) -> Any:
@@ -346,6 +381,10 @@ class Agent:
         ruled = rule_intent(question, updates)
         if ruled is not None:
             return {"route": Route(intent=ruled).model_copy(update=updates)}
+        if _is_tolerance_lookup(question, updates):
+            # A named test with a frequency or "tolerance"/"limit" is a table
+            # look-up whatever the model would say (see below): no LLM call.
+            return {"route": Route(intent="tolerance").model_copy(update=updates)}
         route = self._llm_route(question)
         # The rules above settle analysis, fleet, data and small talk; a
         # small model's guess of those, or of a clinical question the guard
@@ -356,10 +395,6 @@ class Agent:
         if route.intent == "out_of_scope" and (
                 "test" in updates or self._relevant(question)):
             route = route.model_copy(update={"intent": "protocol"})
-        if route.intent == "protocol" and "test" in updates and (
-                "frequency" in updates or re.search(r"toleran|limit", question,
-                                                    re.IGNORECASE)):
-            route = route.model_copy(update={"intent": "tolerance"})
         return {"route": route.model_copy(update=updates)}
 
     def _relevant(self, question: str) -> bool:
@@ -372,12 +407,16 @@ class Agent:
     def _llm_route(self, question: str) -> Route:
         from langchain_core.messages import HumanMessage, SystemMessage
 
+        if self.llm is None:
+            raise self._model_down()
         messages = [SystemMessage(ROUTER_PROMPT), HumanMessage(question)]
         try:
             raw = structured(self.llm, messages, Route)
             return Route.model_validate(raw)
         except (ValidationError, ValueError, KeyError, TypeError):
             return Route(intent="protocol")
+        except Exception as exc:  # connection refused, server gone, model error
+            raise self._model_down(exc) from exc
 
     def _call(self, state: AgentState, name: str, args: dict[str, Any],
               on_step: Callable[[dict[str, Any]], None] | None = None) -> Any:
@@ -407,7 +446,7 @@ class Agent:
                 call("lookup_tolerance", {
                     "test": route.test, "frequency": route.frequency,
                     "machine": route.machine, "machine_class": route.machine_class,
-                    "energy": route.energy})
+                    "energy": route.energy, "beam": route.beam})
             found = call("search_protocols", {"query": question})
             passages = found.get("results", [])
             if not passages:
@@ -429,6 +468,8 @@ class Agent:
     def _rewrite(self, question: str) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
+        if self.llm is None:
+            return ""
         messages = [SystemMessage(
             "Rewrite the question as a short keyword search query for linac QA "
             "protocols (TG-142, TG-218, MPPG 9.a). Reply with the query only."),
@@ -478,12 +519,17 @@ class Agent:
             system += ("\nYour previous answer contained numbers that are not in "
                        "the passages. Use only numbers that appear in them.")
         messages = [SystemMessage(system), HumanMessage(state["question"])]
+        if self.llm is None:
+            raise self._model_down()
         text = ""
-        for chunk in self.llm.stream(messages):
-            piece = str(chunk.content)
-            text += piece
-            if on_token and piece:
-                on_token(piece)
+        try:
+            for chunk in self.llm.stream(messages):
+                piece = str(chunk.content)
+                text += piece
+                if on_token and piece:
+                    on_token(piece)
+        except Exception as exc:  # the server went away mid-answer
+            raise self._model_down(exc) from exc
         text = text.strip()
         if "do not answer" in text:
             # The calibrated gate found relevant passages; a small model that
@@ -518,6 +564,12 @@ def _call_of(config: RunnableConfig) -> dict[str, Any]:
     call = (config.get("configurable") or {}).get("call")
     return call or {"conversation": Conversation(), "on_token": None,
                     "on_step": None}
+
+
+def _is_tolerance_lookup(question: str, found: dict[str, str]) -> bool:
+    """A named test asked with a frequency or the word tolerance/limit."""
+    return "test" in found and ("frequency" in found or bool(
+        re.search(r"toleran|limit", question, re.IGNORECASE)))
 
 
 def rule_intent(question: str, found: dict[str, str]) -> str | None:
@@ -568,7 +620,12 @@ def answer_from_passages(passages: list[dict[str, Any]]) -> str:
 
 def answer_from_tolerance(tool_calls: list[dict[str, Any]],
                           passages: list[dict[str, Any]]) -> str:
-    """A tolerance answer written from the table look-up, citing its passage."""
+    """A tolerance answer written from the table look-up, citing its passage.
+
+    Each row gives its tolerance (for the machine's class when one is known,
+    one value when all classes agree, else per class) and its action limit
+    when the table has one (TG-218: tolerance 95%, action 90%).
+    """
     lookup = next((c["result"] for c in tool_calls
                    if c["name"] == "lookup_tolerance"), None)
     if not lookup or not lookup.get("rows"):
@@ -576,24 +633,53 @@ def answer_from_tolerance(tool_calls: list[dict[str, Any]],
     lines = []
     klass = lookup.get("machine_class")
     for row in lookup["rows"][:4]:
-        limits = row["limits"]
-        if klass and limits.get(klass) is not None:
-            value = f"{_quantity(limits[klass], row['unit'])} ({klass})"
-        else:
-            value = ", ".join(f"{k} {_quantity(v, row['unit'])}"
-                              for k, v in limits.items()
-                              if v is not None) or "functional (pass/fail)"
+        value = _limit_text(row["limits"], row["unit"], klass)
+        if row["kind"] == "minimum":
+            value = f"at least {value}"
+        if row.get("action_limits"):
+            value += "; action limit " + _limit_text(row["action_limits"],
+                                                     row["unit"], klass)
         flag = "" if row["verified"] else " (unverified: check the original report)"
-        cite = ""
-        for name in (row["description"], row["description"].split(",")[0]):
-            n = next((n for n, p in enumerate(passages, start=1)
-                      if name.lower() in p["text"].lower()), None)
-            if n is not None:
-                cite = f" [{n}]"
-                break
+        n = _row_passage(row, value, passages)
+        cite = f" [{n}]" if n else ""
         lines.append(f"{row['description']} ({row['frequency']}): {value}; "
                      f"{row['source']}{flag}{cite}.")
     return " ".join(lines)
+
+
+def _row_passage(row: dict[str, Any], value: str,
+                 passages: list[dict[str, Any]]) -> int | None:
+    """The passage that states a tolerance row: its name, else its numbers.
+
+    Falls back to a passage holding every number of the value and at least
+    two words of the row's description, so a differently worded table row
+    (TG-218's "passing rate" table) is still cited, and nothing else is.
+    """
+    for name in (row["description"], row["description"].split(",")[0]):
+        n = next((n for n, p in enumerate(passages, start=1)
+                  if name.lower() in p["text"].lower()), None)
+        if n is not None:
+            return n
+    numbers = numbers_in(value)
+    words = set(re.findall(r"[a-z]{4,}", row["description"].lower()))
+    for n, p in enumerate(passages, start=1):
+        text = p["text"].lower()
+        if numbers <= numbers_in(text) and len(
+                words & set(re.findall(r"[a-z]{4,}", text))) >= 2:
+            return n
+    return None
+
+
+def _limit_text(limits: dict[str, Any], unit: str, klass: str | None) -> str:
+    """Limits by machine class as words: one value when they agree."""
+    if klass and limits.get(klass) is not None:
+        return f"{_quantity(limits[klass], unit)} ({klass})"
+    values = {k: v for k, v in limits.items() if v is not None}
+    if not values:
+        return "functional (pass/fail)"
+    if len(set(values.values())) == 1:
+        return _quantity(next(iter(values.values())), unit)
+    return ", ".join(f"{k} {_quantity(v, unit)}" for k, v in values.items())
 
 
 def _quantity(value: float, unit: str) -> str:

@@ -49,6 +49,8 @@ class ToleranceArgs(BaseModel):
     machine: str | None = Field(default=None, description="a machine on hand")
     machine_class: MachineClass | None = None
     energy: str | None = None
+    beam: Literal["photon", "electron"] | None = Field(
+        default=None, description="photon or electron rows only (else from energy)")
 
 
 class AnalyzeArgs(BaseModel):
@@ -145,8 +147,8 @@ def lookup_tolerance(ctx: ToolContext, args: ToleranceArgs) -> dict[str, Any]:
         on_hand = sorted(ctx.tables.machines)
         machine = canonical_machine(args.machine, on_hand) or args.machine
         machine_class = machine_class or ctx.tables.machine_class(machine)[0]
-    beam = ""
-    if args.energy:
+    beam = args.beam or ""
+    if args.energy and not beam:
         from agent.qa.names import beam_type
 
         beam = beam_type(canonical_energy(args.energy) or "")
