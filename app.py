@@ -1,48 +1,47 @@
-"""Start the linac QA assistant.
+"""Start the linac QA assistant: ``python app.py`` opens the Gradio app.
 
-Until the chat UI lands (issue 5), this runs the analysis demo on the embedded
-defaults: it writes the demo fleet into the data directory if the store is
-empty, imports it, prints the fleet overview (worst first) and writes an
-interactive HTML and a PNG control chart for every series that needs a look.
+On a fresh machine (an empty measurement store) the demo fleet is written to
+``<data_dir>/demo`` and imported, so there is something to look at. The app
+binds ``ui_host:ui_port`` (127.0.0.1:7860 by default; see ``agent.config``)
+and refuses a non-loopback address unless ``ui_auth`` is set.
 """
 
 from __future__ import annotations
 
 import sys
 
-from agent.config import ConfigError, get_settings
-from agent.qa.demo import write_demo_fleet
-from agent.qa.fleet import fleet_table
-from agent.qa.selection import load_tables
+import agent.ui  # noqa: F401 - first: switches Gradio's analytics off
+from agent.config import ConfigError, check_ui_binding, get_settings
 from agent.qa.store import MeasurementStore, StoreError
-from agent.qa.tolerances import ToleranceFileError
+from agent.retrieval.index import KnowledgeIndexError
 
 
 def main() -> int:
-    """Run the demo; return the process exit code."""
+    """Set up, build and serve the app; return the process exit code."""
     try:
         settings = get_settings()
+        check_ui_binding(settings)  # before any slow set-up
         store = MeasurementStore(settings.resolved_database_url)
         if store.counts()["measurement"] == 0:
+            from agent.qa.demo import write_demo_fleet
+
             paths = write_demo_fleet(settings.data_dir / "demo")
-            print(store.import_file(paths["data"]).summary(), file=sys.stderr)
-        tables = load_tables(settings)
-    except (ConfigError, StoreError, ToleranceFileError) as exc:
+            print("empty measurement store: importing the demo fleet. "
+                  + store.import_file(paths["data"]).summary(), file=sys.stderr)
+        from agent.ui import launch, start_app
+
+        app = start_app(settings)
+        blocks = launch(settings, app, prevent_thread_lock=True)
+        host = settings.ui_host
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Linac QA assistant on http://{shown}:{settings.ui_port} "
+              "(Ctrl-C stops)", flush=True)
+        blocks.block_thread()
+    except (ConfigError, StoreError, KnowledgeIndexError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from agent.qa.analysis import SeriesAnalysis, sort_worst_first
-
-    analyses = [SeriesAnalysis(s, tables).analyze() for s in store.load_series()]
-    results = sort_worst_first([a.results_data() for a in analyses])
-    print(fleet_table(results))
-    charts = settings.data_dir / "charts"
-    charts.mkdir(parents=True, exist_ok=True)
-    flagged = [a for a in analyses if a.results_data().status != "ok"]
-    for a in flagged:
-        name = "_".join(p for p in a.series.key if p).replace("/", "-")
-        a.plot().write_html(charts / f"{name}.html", include_plotlyjs=True)
-        a.save_png(charts / f"{name}.png")
-    print(f"\n{len(flagged)} control chart(s) for series needing a look in {charts}")
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

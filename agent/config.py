@@ -78,6 +78,21 @@ class Settings(BaseModel):
     ewma_L: float = 2.86
     cusum_k: float = 0.5
     cusum_h: float = 5.0
+    # The Gradio app (agent/ui).
+    ui_host: str = Field(
+        default="127.0.0.1",
+        description="Address the app binds to; anything but loopback needs ui_auth.",
+    )
+    ui_port: int = Field(default=7860, ge=1, le=65535)
+    ui_auth: str | None = Field(
+        default=None,
+        description="'user:password', or a file of such lines (one per user).",
+    )
+    max_upload_mb: float = Field(default=50.0, gt=0, le=2048)
+    llm_concurrency: int = Field(
+        default=1, ge=1, le=64,
+        description="Chat requests answered at once (they share one model).",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -118,6 +133,74 @@ class Settings(BaseModel):
 
 
 _FIELDS = set(Settings.model_fields)
+#: Addresses the app may bind to without authentication.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def ui_credentials(settings: Settings) -> list[tuple[str, str]]:
+    """The users allowed into the app, from ``ui_auth``.
+
+    ``ui_auth`` is either ``user:password`` or the path of a file holding one
+    such line per user (blank lines and ``#`` comments ignored).
+
+    Returns
+    -------
+    list of (str, str)
+        Empty when ``ui_auth`` is unset.
+
+    Raises
+    ------
+    ConfigError
+        When the value or a line of the file is not ``user:password``.
+    """
+    raw = (settings.ui_auth or "").strip()
+    if not raw:
+        return []
+    path = Path(raw).expanduser()
+    if ":" not in raw or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"ui_auth: '{raw}' is neither user:password nor a "
+                              "file of such lines")
+        lines = [(n, line.strip()) for n, line in
+                 enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)]
+        where = [(f"{path}, line {n}", line) for n, line in lines
+                 if line and not line.startswith("#")]
+    else:
+        where = [("ui_auth", raw)]
+    users = []
+    for place, line in where:
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ConfigError(f"{place}: write user:password")
+        users.append((user.strip(), password))
+    if not users:
+        raise ConfigError(f"ui_auth: {path} holds no user:password line")
+    return users
+
+
+def check_ui_binding(settings: Settings) -> list[tuple[str, str]]:
+    """Refuse to serve the app beyond this machine without authentication.
+
+    Returns
+    -------
+    list of (str, str)
+        The credentials to require (empty on a loopback address without
+        ``ui_auth``).
+
+    Raises
+    ------
+    ConfigError
+        When ``ui_host`` is not a loopback address and ``ui_auth`` is unset,
+        or ``ui_auth`` is malformed.
+    """
+    users = ui_credentials(settings)
+    host = settings.ui_host.strip().strip("[]").lower()
+    if host not in LOOPBACK_HOSTS and not users:
+        raise ConfigError(
+            f"ui_host {settings.ui_host!r} would serve the app to the network "
+            "without a login: set ui_auth (QA_AGENT_UI_AUTH='user:password' or a "
+            "file of such lines) or bind to 127.0.0.1")
+    return users
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

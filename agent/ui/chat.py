@@ -1,0 +1,254 @@
+"""The chat: streamed answers, tool steps, inline control charts, citations.
+
+``Agent.ask`` is synchronous; it runs in a worker thread and hands its tokens
+and tool steps to the event handler through a queue, so the answer streams
+into the Chatbot. Each browser session keeps its own ``Conversation`` (in a
+``gr.State``) and its own history, so sessions sharing the one agent never
+see each other's turns.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from agent.ui.common import AppContext, BackendUnavailable, log
+
+EXAMPLES = [
+    "What is the monthly tolerance for the jaw position indicators?",
+    "Is the 10 MV output on TrueBeam 2 drifting?",
+    "Which machines need attention?",
+    "What QA data do we have?",
+    "How do I set up an I-MR control chart?",
+]
+#: At most this many control charts are drawn under one answer.
+MAX_CHARTS = 4
+_ALIVE = 0.2
+
+
+@dataclass
+class ChatTurn:
+    """What the chat shows after each update of one answer."""
+
+    history: list[dict[str, Any]]
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+
+
+def header_markdown(app: AppContext) -> str:
+    """The header: title, and the backend and model in use (or why none)."""
+    title = "### Linac QA assistant"
+    if app.agent.llm is None:
+        reason = app.backend_error or "not configured"
+        return (f"{title}\n**LLM backend unavailable** ({reason}). Drift analyses, "
+                "the fleet overview and data questions still work; protocol "
+                "questions need the model.")
+    return (f"{title}\nBackend **{app.backend}**, model **{app.model}**. Local "
+            "only: nothing leaves this machine.")
+
+
+def citation_label(n: int, c: dict[str, Any]) -> str:
+    """``[1] tg142-monthly.md, Monthly mechanical checks, p. 3``."""
+    where = c["source"] + (f", {c['section']}" if c.get("section") else "")
+    if c.get("page"):
+        where += f", p. {c['page']}"
+    return f"[{n}] {where}"
+
+
+def passage_markdown(c: dict[str, Any] | None, n: int | None = None) -> str:
+    """A cited passage with its document, section and page."""
+    if not c:
+        return "*Citations of the latest answer open here.*"
+    head = citation_label(n or 1, c)
+    text = c["text"].replace("\n", "\n> ")
+    return f"**{head}**\n\n> {text}"
+
+
+def _short(value: Any, limit: int = 400) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def summarize_result(name: str, result: Any) -> str:
+    """One or a few lines saying what a tool returned."""
+    if not isinstance(result, dict):
+        return _short(result)
+    if "error" in result:
+        return f"error: {result['error']}"
+    if name == "search_protocols":
+        found = result.get("results", [])
+        if not found:
+            return "nothing relevant found"
+        return f"{len(found)} passage(s): " + "; ".join(
+            f"{r['source']} ({r['section']})" for r in found[:5])
+    if name == "lookup_tolerance":
+        rows = result.get("rows", [])
+        return f"{len(rows)} tolerance row(s): " + "; ".join(
+            r["description"] for r in rows[:4])
+    if name in ("analyze_series", "fleet_overview"):
+        series = result.get("series", [])
+        lines = [f"{len(series)} series" + (
+            f" of {result['total']}" if "total" in result else "")]
+        for s in series[:6]:
+            drift = s["drift"]
+            trend = (f", drift {'up' if drift['direction'] > 0 else 'down'}"
+                     if drift["detected"] else "")
+            name_ = " ".join(p for p in (s["machine"], s["energy"], s["test"]) if p)
+            lines.append(f"- {name_}: {s['status']}{trend}")
+        if result.get("errors"):
+            lines.append(f"{len(result['errors'])} row(s) rejected in the data")
+        return "\n".join(lines)
+    if name == "list_data":
+        machines = result.get("machines", [])
+        return f"{len(machines)} machine(s): " + ", ".join(
+            f"{m['machine']} ({len(m['series'])} series)" for m in machines)
+    return _short(result)
+
+
+def step_message(step: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as a collapsible chat message (name, arguments, time)."""
+    args = json.dumps(step.get("args", {}), ensure_ascii=False)
+    body = (f"**Arguments** `{args}`\n\n**Result** "
+            f"{summarize_result(step['name'], step.get('result'))}")
+    return {"role": "assistant", "content": body,
+            "metadata": {"title": f"Tool: {step['name']}",
+                         "duration": float(step.get("seconds") or 0.0),
+                         "status": "done"}}
+
+
+def _series_key(s: dict[str, Any]) -> str:
+    return "/".join(p for p in (s["machine"], s["test"], s["energy"]) if p)
+
+
+def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(title, plotly figure) for each series an analysis step analysed."""
+    if step.get("name") != "analyze_series":
+        return []
+    result = step.get("result") or {}
+    out = []
+    for s in result.get("series", [])[:MAX_CHARTS]:
+        analysis = app.ctx.charts.get(_series_key(s))
+        if analysis is None:
+            continue
+        try:
+            out.append((_series_key(s), analysis.plot()))
+        except Exception:
+            log.exception("control chart of %s failed", _series_key(s))
+    return out
+
+
+def unavailable_message(app: AppContext, exc: Exception | None) -> str:
+    """What the chat says when the LLM backend is down."""
+    reason = str(exc) if exc is not None and str(exc) else (
+        app.backend_error or "the model could not be reached")
+    return (f"⚠ **The language model is not available**: {reason}\n\n"
+            "Drift analyses (\"is the 6X output on TrueBeam 2 drifting?\"), the "
+            "fleet overview (\"which machines need attention?\") and data "
+            "questions (\"what QA data do we have?\") still work.")
+
+
+def stream_answer(app: AppContext, question: str, history: list[dict[str, Any]],
+                  conversation: Any) -> Iterator[ChatTurn]:
+    """Ask the agent and yield the chat as it fills in.
+
+    Parameters
+    ----------
+    app : AppContext
+    question : str
+    history : list of dict
+        The Chatbot's messages so far (not modified).
+    conversation : agent.graph.Conversation
+        This session's memory.
+
+    Yields
+    ------
+    ChatTurn
+        The messages after each token or tool step; the last one has
+        ``done`` set and the answer's citations.
+    """
+    history = [*history, {"role": "user", "content": question}]
+    yield ChatTurn(history)
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    charts: list[tuple[str, Any]] = []
+
+    def on_step(step: dict[str, Any]) -> None:
+        # Taken at once, in the worker: the figure is this call's analysis.
+        charts.extend(charts_of(app, step))
+        events.put(("step", step))
+
+    def work() -> None:
+        try:
+            document = app.agent.ask(question, conversation,
+                                     on_token=lambda t: events.put(("token", t)),
+                                     on_step=on_step)
+            events.put(("done", document))
+        except Exception as exc:
+            events.put(("error", exc))
+
+    threading.Thread(target=work, daemon=True, name="agent-ask").start()
+    shown: list[dict[str, Any]] = []  # tool steps and the streamed text so far
+    streamed = ""
+    while True:
+        try:
+            kind, value = events.get(timeout=_ALIVE)
+        except queue.Empty:
+            continue
+        if kind == "step":
+            shown.append(step_message(value))
+        elif kind == "token":
+            if not streamed:
+                shown.append({"role": "assistant", "content": ""})
+            streamed += value
+            shown[-1] = {"role": "assistant", "content": streamed}
+        elif kind == "error":
+            steps = [m for m in shown if m.get("metadata")]
+            yield ChatTurn([*history, *steps, error_message(app, value)], done=True)
+            return
+        else:
+            steps = [m for m in shown if m.get("metadata")]
+            yield finish(history + steps, value, charts)
+            return
+        yield ChatTurn([*history, *shown])
+
+
+def error_message(app: AppContext, exc: Exception) -> dict[str, Any]:
+    """The chat message for a failed answer: clear words, never a traceback."""
+    if isinstance(exc, BackendUnavailable) or app.agent.llm is None:
+        text = unavailable_message(app, exc if isinstance(exc, BackendUnavailable)
+                                   else None)
+    else:
+        log.error("answer failed", exc_info=exc)
+        text = (f"⚠ Something went wrong while answering ({type(exc).__name__}: "
+                f"{exc}). The details are in the server log; the analyses in the "
+                "Data tab still work.")
+    return {"role": "assistant", "content": text}
+
+
+def finish(history: list[dict[str, Any]], document: dict[str, Any],
+           charts: list[tuple[str, Any]]) -> ChatTurn:
+    """The final messages of an answer: text with sources, then its charts."""
+    text = document["answer"]
+    citations = document.get("citations", [])
+    if citations:
+        text += "\n\n**Sources**  \n" + "  \n".join(
+            citation_label(n, c) for n, c in enumerate(citations, start=1))
+    note = f"{document.get('backend', '')} {document.get('model', '')}".strip()
+    if note:
+        text += f"\n\n<sub>{note}, {document.get('seconds', 0):.1f} s</sub>"
+    history = [*history, {"role": "assistant", "content": text}]
+    for title, figure in charts:
+        history.append({"role": "assistant",
+                        "content": gr.Plot(figure, label=f"Control chart: {title}",
+                                           show_label=True)})
+    return ChatTurn(history, citations, done=True)
+
+
+def citation_choices(citations: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(label, index) pairs for the citation picker."""
+    return [(citation_label(n, c), n - 1) for n, c in enumerate(citations, start=1)]

@@ -1,0 +1,135 @@
+"""The Data tab: import with a preview, what is on hand, the fleet table.
+
+An upload is read first (``read_measurements``) and its report shown: rows
+accepted, rows rejected with their line and reason. Nothing is stored until
+the user confirms; then the same result goes to
+``MeasurementStore.import_result``, as ``qa-agent import`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.qa.importers import ImportResult, InputError, read_measurements
+from agent.qa.store import ImportReport, file_sha256
+from agent.tools import run_tool
+from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name, refresh
+
+ERROR_HEADERS = ["file", "line", "column", "reason"]
+ON_HAND_HEADERS = ["machine", "test", "energy", "unit", "n", "first", "last"]
+FLEET_HEADERS = ["machine", "test", "energy", "status", "drift", "n", "SPC signals",
+                 "out of tolerance"]
+
+
+@dataclass
+class ImportPreview:
+    """A file read but not yet stored."""
+
+    path: Path
+    digest: str
+    result: ImportResult
+
+    def summary(self) -> str:
+        """Rows accepted and rejected, in words."""
+        r = self.result
+        text = (f"**{file_name(self.path)}** ({r.format} format): "
+                f"{r.rows_read} data rows read, **{len(r.frame)} measurements "
+                f"accepted**, **{r.rows_rejected} rows rejected**")
+        if len(r.events):
+            text += f", {len(r.events)} events"
+        machines = sorted(r.frame["machine"].unique()) if len(r.frame) else []
+        if machines:
+            text += f". Machines: {', '.join(map(str, machines))}"
+        return text + ". Nothing is stored until you press *Import*."
+
+    def error_rows(self) -> list[list[Any]]:
+        """Rejected rows: file, line, column, reason."""
+        return [[file_name(e.file), e.line, e.column or "", e.reason]
+                for e in self.result.errors]
+
+
+def preview_import(app: AppContext, path: str | Path | None,
+                   machine: str | None = None) -> ImportPreview:
+    """Read an uploaded data file without storing anything.
+
+    Parameters
+    ----------
+    app : AppContext
+    path : str or Path
+        The uploaded file (CSV, XLSX, Daily QA 3 export).
+    machine : str, optional
+        Machine name for a wide file without a machine column.
+
+    Raises
+    ------
+    UploadError
+        Wrong type or too large.
+    InputError
+        The file as a whole cannot be used (the message says what to fix).
+    """
+    checked = check_upload(path, DATA_SUFFIXES, app.settings.max_upload_mb)
+    result = read_measurements(checked, machine=(machine or "").strip() or None)
+    result.file = file_name(checked)
+    return ImportPreview(checked, file_sha256(checked), result)
+
+
+def commit_import(app: AppContext, preview: ImportPreview) -> ImportReport:
+    """Store a previewed file (duplicates of stored values are skipped)."""
+    report = app.store().import_result(preview.result, preview.digest)
+    refresh(app, data=True, knowledge=False)
+    return report
+
+
+def on_hand_rows(app: AppContext) -> list[list[Any]]:
+    """Machines, tests, energies and date ranges on hand (``list_data``)."""
+    try:
+        result = run_tool(app.data_ctx, "list_data", {})
+    except Exception:  # an empty or missing store: nothing on hand
+        return []
+    return [[m["machine"], s["test"], s["energy"], s["unit"], s["n"], s["first"],
+             s["last"]] for m in result["machines"] for s in m["series"]]
+
+
+def fleet_rows(app: AppContext) -> list[list[Any]]:
+    """Every series, worst first (``fleet_overview``)."""
+    try:
+        result = run_tool(app.data_ctx, "fleet_overview", {"limit": 200})
+    except Exception:  # nothing on hand
+        return []
+    rows = []
+    for s in result["series"]:
+        drift = s["drift"]
+        trend = ("no" if not drift["detected"] else
+                 f"{'up' if drift['direction'] > 0 else 'down'} since {drift['onset']}")
+        rows.append([s["machine"], s["test"], s["energy"] or "", s["status"], trend,
+                     s["n"], len((s.get("spc") or {}).get("signals") or []),
+                     len((s.get("tolerance") or {}).get("out_of_tolerance") or [])])
+    return rows
+
+
+def series_chart(app: AppContext, machine: str, test: str,
+                 energy: str | None) -> tuple[Any, str]:
+    """The control chart and verdict of one series (``analyze_series``).
+
+    Returns
+    -------
+    tuple of (plotly Figure or None, str)
+        The figure and a Markdown summary of the verdict and numbers.
+    """
+    from agent.graph import answer_from_tool
+
+    args = {"machine": machine, "test": test, "energy": energy or None}
+    try:
+        result = run_tool(app.data_ctx, "analyze_series", args)
+    except Exception as exc:  # SelectionError, validation: say it
+        return None, f"Could not analyse {machine} {test}: {exc}"
+    key = "/".join(p for p in (machine, test, energy) if p)
+    analysis = app.data_ctx.charts.get(key)
+    text = answer_from_tool({"name": "analyze_series", "result": result})
+    return (analysis.plot() if analysis is not None else None), text
+
+
+__all__ = ["ImportPreview", "InputError", "commit_import", "fleet_rows",
+           "on_hand_rows", "preview_import", "series_chart"]
