@@ -144,10 +144,11 @@ def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def unavailable_message(app: AppContext, exc: Exception | None) -> str:
-    """What the chat says when the LLM backend is down."""
-    reason = str(exc) if exc is not None and str(exc) else (
-        app.backend_error or "the model could not be reached")
-    return (f"⚠ **The language model is not available**: {reason}\n\n"
+    """What the chat says when the LLM backend is down (never a traceback)."""
+    if isinstance(exc, BackendUnavailable) and str(exc):
+        return f"⚠ **The language model is not available.** {exc}"
+    reason = app.backend_error or "the model could not be reached"
+    return (f"⚠ **The language model is not available**: {reason}.\n\n"
             "Drift analyses (\"is the 6X output on TrueBeam 2 drifting?\"), the "
             "fleet overview (\"which machines need attention?\") and data "
             "questions (\"what QA data do we have?\") still work.")
@@ -220,8 +221,7 @@ def stream_answer(app: AppContext, question: str, history: list[dict[str, Any]],
 def error_message(app: AppContext, exc: Exception) -> dict[str, Any]:
     """The chat message for a failed answer: clear words, never a traceback."""
     if isinstance(exc, BackendUnavailable) or app.agent.llm is None:
-        text = unavailable_message(app, exc if isinstance(exc, BackendUnavailable)
-                                   else None)
+        text = unavailable_message(app, exc)
     else:
         log.error("answer failed", exc_info=exc)
         text = (f"⚠ Something went wrong while answering ({type(exc).__name__}: "

@@ -130,7 +130,10 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
             if notify:
                 notify(f"LLM backend unavailable: {error}")
     ctx = ToolContext(settings=settings)
-    agent = Agent(llm, ctx, backend or "", model or "")
+    try:
+        agent = Agent(llm, ctx, backend or "", model or "", unavailable=error)
+    except TypeError:  # an Agent without the ``unavailable`` argument
+        agent = Agent(llm, ctx, backend or "", model or "")
     app = AppContext(settings, agent, ToolContext(settings=settings),
                      backend or "", model or "", error)
     if warm:
@@ -141,6 +144,7 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
             ctx._searcher = HybridSearcher(open_index(settings, progress=False,
                                                       notify=notify))
             app.data_ctx._searcher = ctx._searcher
+            ctx._searcher.keywords()  # builds or loads the keyword index now
         except Exception as exc:  # the chat says so at the first question
             log.warning("knowledge index not opened: %s", exc)
         loader = getattr(llm, "load", None)
@@ -150,6 +154,7 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
             except Exception as exc:
                 app.backend_error = f"the model could not be loaded: {exc}"
                 agent.llm = None
+                agent.unavailable = app.backend_error
                 if notify:
                     notify(f"LLM backend unavailable: {app.backend_error}")
     return app

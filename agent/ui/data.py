@@ -34,9 +34,11 @@ class ImportPreview:
     def summary(self) -> str:
         """Rows accepted and rejected, in words."""
         r = self.result
+        rejected = r.rows_rejected
         text = (f"**{file_name(self.path)}** ({r.format} format): "
                 f"{r.rows_read} data rows read, **{len(r.frame)} measurements "
-                f"accepted**, **{r.rows_rejected} rows rejected**")
+                f"accepted**, **{rejected} row{'' if rejected == 1 else 's'} "
+                "rejected**")
         if len(r.events):
             text += f", {len(r.events)} events"
         machines = sorted(r.frame["machine"].unique()) if len(r.frame) else []
