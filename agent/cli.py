@@ -197,6 +197,36 @@ def fleet(
     _run(body, as_json)
 
 
+@app.command()
+def report(
+    machine: Annotated[str, typer.Option("--machine", "-m",
+                                         help="the machine to report on")],
+    start: StartOpt = None,
+    end: EndOpt = None,
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="PDF to write (default <data_dir>/reports/<machine>_<start>_<end>"
+             ".pdf)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """PDF QA report of a machine and period: charts, tolerances, sign-off."""
+
+    def body() -> None:
+        from agent.qa.report import QAReport
+
+        qa_report = QAReport(get_settings(), machine, start, end, data)
+        path = qa_report.write(out)
+        if as_json:
+            _emit_json(qa_report.summary(path))
+        else:
+            typer.echo(str(path))
+        _err(f"{qa_report.pages} pages, {len(qa_report.results)} series of "
+             f"{qa_report.machine}, {qa_report.period_text}")
+        _report_errors(qa_report.errors)
+
+    _run(body, as_json, empty={"path": None, "pages": 0, "series": []})
+
+
 @app.command("import")
 def import_file(
     file: Annotated[Path, typer.Argument(help="CSV, XLSX or Daily QA 3 export")],
