@@ -118,7 +118,9 @@ def test_import_preview_reports_the_bad_row_and_stores_nothing_until_confirmed(
     assert report.added == 2
     assert store.counts()["measurement"] == before + 2
     # The caches were dropped: the new machine is on hand at once.
-    assert "TrueBeam9" in {r[0] for r in data.on_hand_rows(app)}
+    rows = {r[0]: r for r in data.on_hand_rows(app)}
+    assert rows["TrueBeam9"] == ["TrueBeam9", 1, 2, "2025-01-02", "2025-01-04",
+                                 "6X", "output"]
 
 
 def test_uploads_of_the_wrong_type_or_size_are_refused(app, tmp_path):

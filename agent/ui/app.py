@@ -159,7 +159,8 @@ def _data_tab(app: AppContext) -> tuple[Any, Any]:
                             elem_id="rejected-rows")
     gr.Markdown("#### On hand")
     on_hand = gr.Dataframe(headers=data.ON_HAND_HEADERS, interactive=False,
-                           max_height=300, elem_id="on-hand")
+                           wrap=True, max_height=400, elem_id="on-hand",
+                           column_widths=["11%", "7%", "9%", "9%", "9%", "18%", "37%"])
     gr.Markdown("#### Fleet, worst first (click a row for its control chart)")
     fleet = gr.Dataframe(headers=data.FLEET_HEADERS, interactive=False,
                          max_height=360, elem_id="fleet")

@@ -18,7 +18,8 @@ from agent.tools import run_tool
 from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name, refresh
 
 ERROR_HEADERS = ["file", "line", "column", "reason"]
-ON_HAND_HEADERS = ["machine", "test", "energy", "unit", "n", "first", "last"]
+ON_HAND_HEADERS = ["machine", "series", "measurements", "first", "last",
+                   "energies", "tests"]
 FLEET_HEADERS = ["machine", "test", "energy", "status", "drift", "n", "SPC signals",
                  "out of tolerance"]
 
@@ -85,13 +86,25 @@ def commit_import(app: AppContext, preview: ImportPreview) -> ImportReport:
 
 
 def on_hand_rows(app: AppContext) -> list[list[Any]]:
-    """Machines, tests, energies and date ranges on hand (``list_data``)."""
+    """One row per machine: its tests, series, measurements, date range.
+
+    From ``list_data``, as ``qa-agent ask "what data do we have?"`` uses.
+    """
     try:
         result = run_tool(app.data_ctx, "list_data", {})
     except Exception:  # an empty or missing store: nothing on hand
         return []
-    return [[m["machine"], s["test"], s["energy"], s["unit"], s["n"], s["first"],
-             s["last"]] for m in result["machines"] for s in m["series"]]
+    rows = []
+    for m in result["machines"]:
+        series = m["series"]
+        tests = sorted({s["test"] for s in series})
+        energies = sorted({s["energy"] for s in series if s["energy"]})
+        firsts = [s["first"] for s in series if s["first"]]
+        lasts = [s["last"] for s in series if s["last"]]
+        rows.append([m["machine"], len(series), sum(s["n"] for s in series),
+                     min(firsts, default=""), max(lasts, default=""),
+                     ", ".join(energies), ", ".join(tests)])
+    return rows
 
 
 def fleet_rows(app: AppContext) -> list[list[Any]]:
