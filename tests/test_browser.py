@@ -253,3 +253,21 @@ def test_uploaded_document_is_found_in_search(page, tmp_path):
     results = page.inner_text("#doc-results")
     assert "Phantom preparation" in results and "15 minutes" in results
     shot(page, "4-knowledge-3-found-in-search")
+
+
+def test_pdf_report_of_a_machine_and_period(page):
+    page.get_by_role("tab", name="Reports").click()
+    page.click("#report-machine input")
+    page.get_by_role("option", name="TrueBeam2").click()
+    page.fill("#report-start textarea", "2025-07-01")
+    page.fill("#report-end textarea", "2025-12-31")
+    page.click("#report-make")
+    link = page.locator("#report-file a").first
+    link.wait_for(timeout=ANSWER_TIMEOUT)
+    shown = page.inner_text("#report-file").replace("\n", "")
+    assert "qa-report_TrueBeam2_2025-07-01_2025-12-31.pdf" in shown
+    href = link.get_attribute("href")
+    response = page.request.get(href if href.startswith("http") else
+                                page.url.rstrip("/") + "/" + href.lstrip("/"))
+    assert response.ok and response.body().startswith(b"%PDF")
+    shot(page, "5-report-1-pdf-ready")

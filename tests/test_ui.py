@@ -345,3 +345,17 @@ def test_refresh_drops_the_series_cache(app):
     assert app.data_ctx._series is not None
     refresh(app)
     assert app.data_ctx._series is None and app.ctx._series is None
+
+
+def test_app_starts_without_a_reachable_backend_and_says_why(tmp_path):
+    from agent.ui import start_app
+
+    settings = knowledge_settings(tmp_path, llm_backend="ollama",
+                                  ollama_host="http://127.0.0.1:9")
+    said: list[str] = []
+    started = start_app(settings, warm=False, notify=said.append)
+    assert started.agent.llm is None
+    assert "does not answer" in started.backend_error
+    assert said and "unavailable" in said[0]
+    header = chat.header_markdown(started)
+    assert "backend unavailable" in header and "127.0.0.1:9" in header

@@ -52,7 +52,7 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 _chat_tab(app, limit)
             with gr.Tab("Data", id="data"):
-                data_outputs = _data_tab(app)
+                *data_outputs, imported = _data_tab(app)
             with gr.Tab("Knowledge", id="knowledge"):
                 knowledge_outputs = _knowledge_tab(app)
             with gr.Tab("Reports", id="reports"):
@@ -66,6 +66,10 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
                     gr.update(choices=machines,
                               value=machines[0] if machines else None))
 
+        def machines_now() -> Any:
+            return gr.update(choices=reports.machine_choices(app))
+
+        imported.then(machines_now, None, machine_box, queue=False)
         blocks.load(load_all, outputs=[*data_outputs, *knowledge_outputs,
                                        machine_box], queue=False)
     return blocks
@@ -140,7 +144,7 @@ def _chat_tab(app: AppContext, limit: int) -> None:
                 queue=False)
 
 
-def _data_tab(app: AppContext) -> tuple[Any, Any]:
+def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
     pending = gr.State(None)
     gr.Markdown("Upload a QA data file (CSV, XLSX, Daily QA 3 export). It is "
                 "checked first; nothing is stored until you press **Import**.")
@@ -198,7 +202,7 @@ def _data_tab(app: AppContext) -> tuple[Any, Any]:
         return (None, f"✓ Imported. {done.summary()}", data.on_hand_rows(app),
                 data.fleet_rows(app), gr.update(interactive=False))
 
-    commit.click(store, pending, [pending, report, on_hand, fleet, commit])
+    imported = commit.click(store, pending, [pending, report, on_hand, fleet, commit])
 
     def open_chart(evt: gr.SelectData) -> tuple[Any, str]:
         row = evt.row_value or []
@@ -207,7 +211,7 @@ def _data_tab(app: AppContext) -> tuple[Any, Any]:
         return data.series_chart(app, str(row[0]), str(row[1]), str(row[2] or ""))
 
     fleet.select(open_chart, None, [plot, verdict])
-    return on_hand, fleet
+    return on_hand, fleet, imported
 
 
 def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
@@ -247,7 +251,11 @@ def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
         if not paths:
             return ("Choose documents first.", *listing(), None)
         progress(0, desc="Indexing")
-        report, refused = knowledge.add_documents(app, list(paths), progress=True)
+        try:
+            report, refused = knowledge.add_documents(app, list(paths),
+                                                      progress=True)
+        except Exception as exc:  # the index cannot be reached: say so
+            return (f"⚠ Indexing failed: {exc}", gr.skip(), gr.skip(), gr.skip())
         return (knowledge.ingest_summary(report, refused), *listing(), None)
 
     add.click(add_files, files, [status, documents, chosen, files])
@@ -255,13 +263,20 @@ def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
     def resync(progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008
                ) -> tuple[Any, ...]:
         progress(0, desc="Re-indexing")
-        report = knowledge.reindex(app, progress=True)
+        try:
+            report = knowledge.reindex(app, progress=True)
+        except Exception as exc:  # the index cannot be reached: say so
+            return (f"⚠ Re-indexing failed: {exc}", gr.skip(), gr.skip())
         return (knowledge.ingest_summary(report), *listing())
 
     sync.click(resync, None, [status, documents, chosen])
 
     def drop(path: str | None) -> tuple[Any, ...]:
-        return (knowledge.remove_document(app, path or ""), *listing())
+        try:
+            said = knowledge.remove_document(app, path or "")
+        except Exception as exc:  # the index cannot be reached: say so
+            return (f"⚠ Removing failed: {exc}", gr.skip(), gr.skip())
+        return (said, *listing())
 
     remove.click(drop, chosen, [status, documents, chosen])
     query.submit(lambda q: knowledge.search_markdown(app, q), query, found)

@@ -120,7 +120,10 @@ def search_markdown(app: AppContext, query: str, k: int = 5) -> str:
     query = (query or "").strip()
     if len(query) < 2:
         return "*Type a question or keywords.*"
-    results = app.searcher.search(query, k=k)
+    try:
+        results = app.searcher.search(query, k=k)
+    except Exception as exc:  # the index cannot be reached: say so
+        return f"⚠ The search failed: {exc}"
     if not results:
         return "Nothing relevant found in the indexed documents."
     parts = []
