@@ -359,3 +359,70 @@ def test_app_starts_without_a_reachable_backend_and_says_why(tmp_path):
     assert said and "unavailable" in said[0]
     header = chat.header_markdown(started)
     assert "backend unavailable" in header and "127.0.0.1:9" in header
+
+
+class _RecordingAgent:
+    """Stands in for Agent behind a served app: records sessions and overlap."""
+
+    def __init__(self, ctx: ToolContext) -> None:
+        self.ctx = ctx
+        self.llm = object()
+        self.calls: list[tuple[str, int]] = []
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def ask(self, question, conversation, on_token=None, on_step=None):
+        import time
+
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.calls.append((question, id(conversation)))
+        time.sleep(0.3)
+        on_token(f"echo {question}")
+        conversation.turns.append(question)
+        with self.lock:
+            self.running -= 1
+        return {"answer": f"echo {question} after {len(conversation.turns)} turn(s)",
+                "citations": [], "tool_calls": [], "abstained": False,
+                "backend": "", "model": "", "seconds": 0.3, "intent": "protocol"}
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_served_sessions_keep_their_own_conversation_and_queue_for_the_model(
+        app, limit):
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    from agent.ui import launch
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = app.settings.model_copy(update={"ui_port": port,
+                                               "llm_concurrency": limit})
+    recorder = _RecordingAgent(app.ctx)
+    served = AppContext(settings, recorder, app.data_ctx, "stub", "stub")
+    blocks = launch(settings, served, prevent_thread_lock=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        alice, bob = (Client(url, verbose=False) for _ in range(2))
+
+        def ask(client: Client, question: str) -> Any:
+            return client.predict(question, [], api_name="/respond")
+
+        with ThreadPoolExecutor(2) as pool:
+            first = list(pool.map(ask, [alice, bob], ["a1", "b1"]))
+        second = ask(alice, "a2")
+    finally:
+        blocks.close()
+    sessions = dict(recorder.calls)
+    assert sessions["a1"] == sessions["a2"] != sessions["b1"]
+    assert recorder.most == limit  # at most llm_concurrency answers at once
+    texts = [str(r) for r in (*first, second)]
+    assert "echo a1 after 1 turn(s)" in texts[0]
+    assert "echo b1 after 1 turn(s)" in texts[1]
+    assert "echo a2 after 2 turn(s)" in texts[2]
