@@ -180,3 +180,81 @@ def test_default_1_5b_model_answers_with_citations(tmp_path, demo_fleet,
     assert tokens  # streamed
     evidence = json.dumps(doc["tool_calls"]) + json.dumps(doc["citations"])
     assert not unsupported_numbers(doc["answer"], evidence)
+
+
+def test_tool_steps_are_reported_as_they_run_with_their_time(agent):
+    steps: list[dict] = []
+    doc = agent.ask("Which machines need attention?", on_step=steps.append)
+    assert doc["intent"] == "fleet"
+    assert [s["name"] for s in steps] == ["fleet_overview"]
+    assert steps == doc["tool_calls"]
+    assert 0 < steps[0]["seconds"] < 60
+    rank = {"ok": 0, "watch": 1, "tolerance": 2, "action": 3}
+    statuses = [rank[s["status"]] for s in steps[0]["result"]["series"]]
+    assert statuses == sorted(statuses, reverse=True) and statuses[0] > 0
+
+
+def test_action_limit_and_beam_are_in_the_tolerance_answer(agent):
+    doc = agent.ask("Below what VMAT QA passing rate is action required "
+                    "(universal action limit)?")
+    assert doc["intent"] == "tolerance"
+    assert "at least 95%" in doc["answer"]
+    assert "action limit 90%" in doc["answer"]
+    assert doc["citations"][0]["source"] == "tg218-imrt-qa.md"
+    electron = agent.ask("electron output constancy - how often and what "
+                         "tolerance?")
+    lookup = electron["tool_calls"][0]
+    assert lookup["args"]["beam"] == "electron"
+    assert {r["id"] for r in lookup["result"]["rows"]} >= {"tg142-t1-electron-output"}
+    assert all("X-ray" not in r["description"] for r in lookup["result"]["rows"])
+    assert electron["answer"].startswith("Electron output constancy")
+    assert "(weekly): 3%" in electron["answer"]
+
+
+def test_without_a_model_analyses_still_work_and_questions_say_what_to_do(
+        agent):
+    from agent.graph import BackendUnavailable
+
+    down = Agent(None, agent.ctx, "ollama", "qwen2.5:7b-instruct",
+                 unavailable="Ollama at http://127.0.0.1:9 did not answer")
+    doc = down.ask("Is the 10 MV output on truebeam 2 drifting?")
+    assert doc["intent"] == "analysis"
+    assert "Drift detected, upward" in doc["answer"]
+    with pytest.raises(BackendUnavailable) as caught:
+        down.ask("What is an EWMA chart used for?")
+    message = str(caught.value)
+    assert "Ollama at http://127.0.0.1:9 did not answer" in message
+    assert "still work" in message
+
+
+def test_a_model_that_fails_mid_answer_is_a_clear_error(agent):
+    from agent.graph import BackendUnavailable
+
+    class Gone:
+        """A chat model whose server went away (connection refused)."""
+
+        def structured(self, messages, schema):
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    gone = Agent(Gone(), agent.ctx, "ollama", "qwen2.5:7b-instruct")
+    with pytest.raises(BackendUnavailable, match="did not answer: "
+                       "ConnectionRefusedError"):
+        gone.ask("What is an EWMA chart used for?")
+
+
+def test_two_conversations_at_once_keep_their_own_follow_ups(agent):
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = Conversation(), Conversation()
+    agent.ask("Is the 10 MV output on truebeam 2 drifting?", first)
+    agent.ask("What is the monthly tolerance for the jaw position indicators?",
+              second)
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(agent.ask, "and for 6X?", first)
+        b = pool.submit(agent.ask, "and for SRS?", second)
+        follow_a, follow_b = a.result(), b.result()
+    assert follow_a["intent"] == "analysis"
+    assert follow_a["tool_calls"][-1]["args"]["energy"] == "6X"
+    assert follow_b["intent"] == "tolerance"
+    assert follow_b["tool_calls"][0]["args"]["machine_class"] == "SRS/SBRT"
+    assert [len(first.turns), len(second.turns)] == [2, 2]
