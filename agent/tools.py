@@ -167,11 +167,20 @@ def lookup_tolerance(ctx: ToolContext, args: ToleranceArgs) -> dict[str, Any]:
             "machine_class": machine_class, "rows": rows}
 
 
+def chart_key(machine: str, test: str, energy: str | None,
+              start: str | None = None, end: str | None = None) -> str:
+    """Where ``analyze_series`` keeps a series' analysis in ``ctx.charts``."""
+    series = "/".join(p for p in (machine, test, energy) if p)
+    return f"{series}@{start or ''}..{end or ''}"
+
+
 def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:
     """The ``qa-agent analyze --json`` document for the named series.
 
-    The analyses are kept in ``ctx.charts`` by series key so a caller (the
-    UI) can draw their control charts.
+    The analyses are kept in ``ctx.charts`` under :func:`chart_key` (series
+    and period) so a caller (the UI) can draw their control charts; the same
+    key always holds the same analysis, so conversations sharing a context
+    cannot get each other's charts.
     """
     from agent.qa.analysis import SeriesAnalysis, sort_worst_first
 
@@ -180,7 +189,7 @@ def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:
     options = analysis_options(ctx.settings)
     analyses = [SeriesAnalysis(s, ctx.tables).analyze(**options) for s in series]
     for a in analyses:
-        ctx.charts["/".join(p for p in a.series.key if p)] = a
+        ctx.charts[chart_key(*a.series.key, args.start, args.end)] = a
     results = sort_worst_first([a.results_data() for a in analyses])
     return {"series": [r.to_contract() for r in results],
             "errors": [e.as_dict() for e in errors]}

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from agent.tools import chart_key
 from agent.ui.common import AppContext, BackendUnavailable, log
 
 EXAMPLES = [
@@ -132,8 +133,10 @@ def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
         return []
     result = step.get("result") or {}
     out = []
+    args = step.get("args") or {}
     for s in result.get("series", [])[:MAX_CHARTS]:
-        analysis = app.ctx.charts.get(_series_key(s))
+        analysis = app.ctx.charts.get(chart_key(
+            s["machine"], s["test"], s["energy"], args.get("start"), args.get("end")))
         if analysis is None:
             continue
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.qa.importers import ImportResult, InputError, read_measurements
 from agent.qa.store import ImportReport, file_sha256
-from agent.tools import run_tool
+from agent.tools import chart_key, run_tool
 from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name, refresh
 
 ERROR_HEADERS = ["file", "line", "column", "reason"]
@@ -140,8 +140,7 @@ def series_chart(app: AppContext, machine: str, test: str,
         result = run_tool(app.data_ctx, "analyze_series", args)
     except Exception as exc:  # SelectionError, validation: say it
         return None, f"Could not analyse {machine} {test}: {exc}"
-    key = "/".join(p for p in (machine, test, energy) if p)
-    analysis = app.data_ctx.charts.get(key)
+    analysis = app.data_ctx.charts.get(chart_key(machine, test, energy))
     text = answer_from_tool({"name": "analyze_series", "result": result})
     return (analysis.plot() if analysis is not None else None), text
 
