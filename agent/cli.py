@@ -557,6 +557,14 @@ def eval_agent(
     _run(body, False)
 
 
+@app.command()
+def serve() -> None:
+    """Serve the app (the same as `python app.py`): http://127.0.0.1:7860."""
+    from agent.ui.serve import serve as serve_app
+
+    raise typer.Exit(serve_app())
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()

@@ -792,8 +792,13 @@ def _analysis_text(result: dict[str, Any]) -> str:
         if drift["detected"]:
             way = "upward" if drift["direction"] > 0 else "downward"
             parts.append(f"Drift detected, {way} since {drift['onset']}.")
-            parts.append(f"Trend slope over the series {drift['slope_per_day']:g} "
-                         f"{s['unit']}/day.")
+            slope = drift["slope_per_day"] or 0.0
+            if slope * drift["direction"] > 0:
+                parts.append(f"Trend {slope:g} {s['unit']}/day.")
+            else:
+                # A step: the slope over the whole record does not follow it.
+                parts.append(f"A shift rather than a steady trend (slope over "
+                             f"the series {slope:g} {s['unit']}/day).")
             if drift.get("projected_crossing"):
                 parts.append(f"Projected to reach tolerance on "
                              f"{drift['projected_crossing']}.")

@@ -11,13 +11,9 @@ is also saved as ``docs/screenshot-drift.png`` for the README.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent.config import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+from load_test import serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts" / "browser"
@@ -53,59 +52,17 @@ response is stable. Record the warm-up in the department QA log.
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """URL of the real app started with ``python app.py`` (module scope)."""
     data_dir = tmp_path_factory.mktemp("browser-app")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_AGENT_")}
-    env.update({
-        "QA_AGENT_DATA_DIR": str(data_dir),
-        "QA_AGENT_LLM_BACKEND": "embedded",
-        "QA_AGENT_LLM_MODEL": "qwen2.5-coder-0.5b",
-        "QA_AGENT_LLM_THREADS": "2",
-        "QA_AGENT_UI_HOST": "127.0.0.1",
-        "QA_AGENT_UI_PORT": str(port),
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-    })
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "app.log"
-    url = f"http://127.0.0.1:{port}/"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not _answers(url):
-                if process.poll() is not None:
-                    pytest.fail(f"the app exited ({process.returncode}) at start:\n"
-                                + log_path.read_text()[-3000:])
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the app did not answer within {START_TIMEOUT} s:"
-                                "\n" + log_path.read_text()[-3000:])
-                time.sleep(1)
+    try:
+        with serve_app(data_dir, ARTIFACTS / "app.log", model="qwen2.5-coder-0.5b",
+                       start_timeout=START_TIMEOUT) as url:
             yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    except RuntimeError as exc:  # the app exited or did not answer at start
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
