@@ -44,7 +44,11 @@ class AgentReport:
     p95_seconds: float = 0.0
     median_first_output: float = 0.0
     p95_first_output: float = 0.0
+    median_first_token_llm: float = 0.0
+    llm_answers: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: One record per question: id, intent, seconds, first output, streamed.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def text(self) -> str:
         """Human-readable summary."""
@@ -58,7 +62,9 @@ class AgentReport:
                  f"  time to full answer       median {self.median_seconds:.1f} s, "
                  f"p95 {self.p95_seconds:.1f} s",
                  f"  time to first output      median "
-                 f"{self.median_first_output:.1f} s, p95 {self.p95_first_output:.1f} s"]
+                 f"{self.median_first_output:.1f} s, p95 {self.p95_first_output:.1f} s",
+                 f"  first token, LLM-written  median "
+                 f"{self.median_first_token_llm:.1f} s ({self.llm_answers} answers)"]
         lines += [f"  fail {f['id']}: {f['why']}" for f in self.failures[:40]]
         return "\n".join(lines)
 
@@ -100,6 +106,10 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
         doc = agent.ask(item["question"], on_token=on_token)
         seconds.append(doc["seconds"])
         first.append(first_token[0] if first_token else doc["seconds"])
+        report.records.append({"id": item["id"], "intent": doc["intent"],
+                               "seconds": doc["seconds"],
+                               "first_output": round(first[-1], 2),
+                               "streamed": bool(first_token)})
         route = item["route"]
         intent = doc["intent"]
         ok_route = (intent in KNOWLEDGE_ROUTES if route in KNOWLEDGE_ROUTES
@@ -158,6 +168,9 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     report.p95_seconds = _p95(seconds)
     report.median_first_output = statistics.median(first) if first else 0.0
     report.p95_first_output = _p95(first)
+    streamed = [r["first_output"] for r in report.records if r["streamed"]]
+    report.llm_answers = len(streamed)
+    report.median_first_token_llm = statistics.median(streamed) if streamed else 0.0
     return report
 
 

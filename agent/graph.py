@@ -545,9 +545,14 @@ class Agent:
             return self._final(answer_from_tool(state["tool_calls"][-1]), attempts)
         passages = state.get("passages", [])
         if route.intent == "tolerance":
-            # The tolerance table answers even when no passage is relevant.
+            # The tolerance table answers when no passage is relevant, or when
+            # the best passages state one of its rows; when they are about
+            # something else ("what target T does TG-218 use...", "MLC
+            # transmission") the question is not the table's: the passages
+            # answer it.
             written = answer_from_tolerance(state["tool_calls"], passages)
-            if written:
+            cited = {int(n) for n in re.findall(r"\[(\d+)\]", written)}
+            if written and (not passages or cited & {1, 2}):
                 return self._final(written, attempts)
         if not passages:
             return self._final(NOT_FOUND, attempts, abstained=True)
