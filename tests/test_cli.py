@@ -113,17 +113,25 @@ def test_import_then_analyze_and_fleet_from_store(demo_fleet, tmp_path):
     assert laser["n"] < 140
 
 
-def test_demo_data_command_and_app_entry_point(tmp_path):
+def test_demo_data_command_and_app_refusing_an_open_binding(tmp_path):
     out = run(["demo-data", "--out", str(tmp_path / "d")], tmp_path)
     assert out.returncode == 0
     truth = json.loads((tmp_path / "d" / "demo_fleet_truth.json").read_text())
     assert len(truth["series"]) == 87
-    env = {**os.environ, "QA_AGENT_DATA_DIR": str(tmp_path / "app")}
-    app = subprocess.run([sys.executable, "app.py"], capture_output=True,
-                         text=True, env=env, cwd=PROJECT_ROOT, timeout=300)
-    assert app.returncode == 0, app.stderr
-    assert "87 series" in app.stdout
-    assert (tmp_path / "app" / "charts" / "TrueBeam2_output_10X.png").is_file()
+    # python app.py and qa-agent serve refuse a non-loopback address without
+    # authentication, before any slow set-up (the app itself is served in
+    # tests/test_browser.py and tests/test_load.py).
+    env = {**os.environ, "QA_AGENT_DATA_DIR": str(tmp_path / "app"),
+           "QA_AGENT_UI_HOST": "0.0.0.0"}
+    env.pop("QA_AGENT_UI_AUTH", None)
+    for command in ([sys.executable, "app.py"],
+                    [sys.executable, "-m", "agent.cli", "serve"]):
+        app = subprocess.run(command, capture_output=True, text=True, env=env,
+                             cwd=PROJECT_ROOT, timeout=120)
+        assert app.returncode == 1, app.stderr
+        assert "0.0.0.0" in app.stderr and "ui_auth" in app.stderr.lower()
+        assert "Traceback" not in app.stderr
+    assert not (tmp_path / "app" / "qa.sqlite").exists()
 
 
 def test_malformed_date_option_exits_2_naming_the_option(demo_fleet, tmp_path):
