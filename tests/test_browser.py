@@ -11,6 +11,7 @@ is also saved as ``docs/screenshot-drift.png`` for the README.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -158,8 +159,11 @@ def test_drift_question_shows_the_control_chart(page):
     assert "TrueBeam2 10X output" in chat_text and "Control limits" in chat_text
     time.sleep(1)  # let the chart finish drawing
     page.screenshot(path=str(ARTIFACTS / "2-drift-2-chart.png"))
-    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(ARTIFACTS / "2-drift-2-chart.png", DOCS_SCREENSHOT)
+    if os.environ.get("QA_AGENT_UPDATE_SCREENSHOT"):
+        # The README's picture is refreshed on request only, so a test run
+        # leaves the committed files as they are.
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(ARTIFACTS / "2-drift-2-chart.png", DOCS_SCREENSHOT)
 
 
 def test_data_upload_reports_the_bad_row_before_importing(page, tmp_path):
