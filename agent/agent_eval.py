@@ -91,7 +91,6 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     routed = answered = knowledge = cited = declines = declined = 0
     drift_total = drift_right = unsupported = 0
     seconds: list[float] = []
-    first: list[float] = []
     for item in items[:limit]:
         # First output: the first streamed token of the answer; an answer
         # written by code arrives whole, so its first output is the answer.
@@ -105,11 +104,11 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
 
         doc = agent.ask(item["question"], on_token=on_token)
         seconds.append(doc["seconds"])
-        first.append(first_token[0] if first_token else doc["seconds"])
-        report.records.append({"id": item["id"], "intent": doc["intent"],
-                               "seconds": doc["seconds"],
-                               "first_output": round(first[-1], 2),
-                               "streamed": bool(first_token)})
+        report.records.append({
+            "id": item["id"], "intent": doc["intent"], "seconds": doc["seconds"],
+            "first_output": round(first_token[0] if first_token else doc["seconds"],
+                                  2),
+            "streamed": bool(first_token)})
         route = item["route"]
         intent = doc["intent"]
         ok_route = (intent in KNOWLEDGE_ROUTES if route in KNOWLEDGE_ROUTES
@@ -166,6 +165,7 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     report.unsupported_rate = unsupported / n if n else 0.0
     report.median_seconds = statistics.median(seconds) if seconds else 0.0
     report.p95_seconds = _p95(seconds)
+    first = [r["first_output"] for r in report.records]
     report.median_first_output = statistics.median(first) if first else 0.0
     report.p95_first_output = _p95(first)
     streamed = [r["first_output"] for r in report.records if r["streamed"]]

@@ -382,7 +382,7 @@ class Agent:
              "passages": []}, config={"configurable": {"call": call}})
         if conversation is not None:
             conversation.turns.append(Turn(question, state["answer"], state["route"]))
-        cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", state["answer"])})
+        cited = sorted(cited_numbers(state["answer"]))
         passages = state.get("passages", [])
         citations = [{k: passages[n - 1][k] for k in ("source", "section", "page",
                                                        "text")}
@@ -418,8 +418,8 @@ class Agent:
         if ruled is not None:
             return {"route": Route(intent=ruled).model_copy(update=updates)}
         if _is_tolerance_lookup(question, updates):
-            # A named test with a frequency or "tolerance"/"limit" is a table
-            # look-up whatever the model would say (see below): no LLM call.
+            # A named test asked with "tolerance", "limit", "how far"... is
+            # a table look-up whatever the model would say: no LLM call.
             return {"route": Route(intent="tolerance").model_copy(update=updates)}
         route = self._llm_route(question)
         # The rules above settle analysis, fleet, data and small talk; for
@@ -443,12 +443,11 @@ class Agent:
         but nothing that answers: the agent says it will not guess) or "off"
         (nothing like the documents at all: weather, recipes, scripts)."""
         try:
-            if self.ctx.searcher.search(question, k=1):
-                return "relevant"
-            _, candidates = self.ctx.searcher.candidates(question)
+            relevant, dense = self.ctx.searcher.relevance(question)
         except Exception:  # no index: treat as near, the answer step abstains
             return "near"
-        dense = max((c["features"]["dense"] for c in candidates[:5]), default=0.0)
+        if relevant:
+            return "relevant"
         return "near" if dense >= OFF_TOPIC_DENSE else "off"
 
     def _llm_route(self, question: str) -> Route:
@@ -551,8 +550,7 @@ class Agent:
             # transmission") the question is not the table's: the passages
             # answer it.
             written = answer_from_tolerance(state["tool_calls"], passages)
-            cited = {int(n) for n in re.findall(r"\[(\d+)\]", written)}
-            if written and (not passages or cited & {1, 2}):
+            if written and (not passages or cited_numbers(written) & {1, 2}):
                 return self._final(written, attempts)
         if not passages:
             return self._final(NOT_FOUND, attempts, abstained=True)
@@ -663,14 +661,24 @@ def structured(llm: Any, messages: list[Any], schema: type[BaseModel]) -> dict:
     return result.model_dump() if isinstance(result, BaseModel) else dict(result)
 
 
+def cited_numbers(text: str) -> set[int]:
+    """The passage numbers an answer cites ([1], [2])."""
+    return {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+
+
+def _words(text: str) -> set[str]:
+    """Words of four letters or more, lower case (for overlap scores)."""
+    return set(re.findall(r"[a-z]{4,}", text.lower()))
+
+
 def best_source(answer: str, passages: list[dict[str, Any]]) -> int | None:
     """1-based number of the passage sharing most numbers and words with a text."""
     numbers = numbers_in(answer)
-    words = set(re.findall(r"[a-z]{4,}", answer.lower()))
+    words = _words(answer)
     best, best_score = None, 0.0
     for n, p in enumerate(passages, start=1):
         score = 3 * len(numbers & numbers_in(p["text"])) + len(
-            words & set(re.findall(r"[a-z]{4,}", p["text"].lower())))
+            words & _words(p["text"]))
         if score > best_score:
             best, best_score = n, score
     return best
@@ -731,11 +739,9 @@ def _row_passage(row: dict[str, Any], value: str,
         if n is not None:
             return n
     numbers = numbers_in(value)
-    words = set(re.findall(r"[a-z]{4,}", row["description"].lower()))
+    words = _words(row["description"])
     for n, p in enumerate(passages, start=1):
-        text = p["text"].lower()
-        if numbers <= numbers_in(text) and len(
-                words & set(re.findall(r"[a-z]{4,}", text))) >= 2:
+        if numbers <= numbers_in(p["text"]) and len(words & _words(p["text"])) >= 2:
             return n
     return None
 

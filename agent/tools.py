@@ -110,6 +110,19 @@ class ToolContext:
                                                        progress=False))
         return self._searcher
 
+    def refresh(self, data: bool = True, knowledge: bool = True) -> None:
+        """Drop what an import (``data``) or a re-index (``knowledge``) made stale.
+
+        The series are read again at the next call; the searcher re-reads the
+        index at its next search. A long-lived caller (the app) calls this
+        after changing the store or the documents.
+        """
+        if data:
+            self._series = None
+            self._errors = []
+        if knowledge and self._searcher is not None:
+            self._searcher.invalidate()
+
     def all_series(self) -> list[SeriesData]:
         """Every series on hand (file or store)."""
         if self._series is None:
@@ -167,11 +180,15 @@ def lookup_tolerance(ctx: ToolContext, args: ToleranceArgs) -> dict[str, Any]:
             "machine_class": machine_class, "rows": rows}
 
 
+def series_name(machine: str, test: str, energy: str | None) -> str:
+    """``TrueBeam2/output/10X`` (a series without energy: ``TrueBeam2/odi``)."""
+    return "/".join(p for p in (machine, test, energy) if p)
+
+
 def chart_key(machine: str, test: str, energy: str | None,
               start: str | None = None, end: str | None = None) -> str:
     """Where ``analyze_series`` keeps a series' analysis in ``ctx.charts``."""
-    series = "/".join(p for p in (machine, test, energy) if p)
-    return f"{series}@{start or ''}..{end or ''}"
+    return f"{series_name(machine, test, energy)}@{start or ''}..{end or ''}"
 
 
 def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:

@@ -111,13 +111,13 @@ class LoadReport:
                 "wrong": [asdict(a) for a in self.answers if not a.right]}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def answers_http(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
@@ -129,7 +129,7 @@ def _answers(url: str) -> bool:
 def serve_app(data_dir: Path, log_path: Path, model: str = "",
               start_timeout: float = 600) -> Iterator[str]:
     """Run ``python app.py`` on a free loopback port; yield its URL."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_AGENT_")}
     env.update({"QA_AGENT_DATA_DIR": str(data_dir), "QA_AGENT_UI_PORT": str(port),
                 "QA_AGENT_UI_HOST": "127.0.0.1", "QA_AGENT_LLM_BACKEND": "embedded",
@@ -145,7 +145,7 @@ def serve_app(data_dir: Path, log_path: Path, model: str = "",
                                    stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + start_timeout
-            while not _answers(url):
+            while not answers_http(url):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the app did not start:\n"
                                        + log_path.read_text()[-3000:])

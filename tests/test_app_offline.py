@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 
+from conftest import _free_port
 from test_knowledge_index import GUARD
 
 from agent.config import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-from load_test import _answers, _free_port, expected_answer
+from load_test import answers_http, expected_answer
 
 
 def test_the_served_app_connects_to_nothing_but_loopback(tmp_path):
@@ -36,7 +37,7 @@ def test_the_served_app_connects_to_nothing_but_loopback(tmp_path):
                                stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 600
-            while not _answers(url):
+            while not answers_http(url):
                 assert app.poll() is None, (tmp_path / "app.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the app did not start"
                 time.sleep(1)

@@ -12,11 +12,11 @@ from conftest import knowledge_settings
 
 import agent.ui  # noqa: F401 - sets GRADIO_ANALYTICS_ENABLED before gradio
 from agent.config import ConfigError, check_ui_binding, load_settings, ui_credentials
-from agent.graph import Agent, Conversation
+from agent.graph import Agent, BackendUnavailable, Conversation
 from agent.qa.store import MeasurementStore
 from agent.tools import ToolContext
 from agent.ui import chat, data, knowledge, reports
-from agent.ui.common import AppContext, BackendUnavailable, UploadError, refresh
+from agent.ui.common import AppContext, UploadError, refresh
 
 BAD_CSV = """date,machine,test,energy,value,unit
 2025-01-02,TrueBeam9,output,6X,0.4,%

@@ -412,8 +412,31 @@ class HybridSearcher:
         """
         if not query.strip():
             return []
-        cut = self.calibration.threshold if threshold is None else threshold
         _, ranked = self.candidates(query, document, frequency)
+        return self._results(ranked, k, threshold)
+
+    def relevance(self, query: str) -> tuple[bool, float]:
+        """Whether :meth:`search` finds something, and how near the index is.
+
+        Returns
+        -------
+        tuple of (bool, float)
+            ``search(query, k=1)`` would return a passage; the best dense
+            similarity among the first candidates (how close the question is
+            to anything indexed, relevant or not). One candidate pass serves
+            both.
+        """
+        if not query.strip():
+            return False, 0.0
+        _, ranked = self.candidates(query)
+        dense = max((c["features"]["dense"] for c in ranked[:GATE_DEPTH]),
+                    default=0.0)
+        return bool(self._results(ranked, 1)), dense
+
+    def _results(self, ranked: list[dict[str, Any]], k: int,
+                 threshold: float | None = None) -> list[SearchResult]:
+        """The gate, then up to k ranked candidates above the passage floor."""
+        cut = self.calibration.threshold if threshold is None else threshold
         gate = self.calibration.answerable(
             [c["features"] for c in ranked[:GATE_DEPTH]])
         if gate < cut:

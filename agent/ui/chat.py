@@ -18,8 +18,9 @@ from typing import Any
 
 import gradio as gr
 
-from agent.tools import chart_key
-from agent.ui.common import AppContext, BackendUnavailable, log
+from agent.graph import BackendUnavailable
+from agent.tools import chart_key, series_name
+from agent.ui.common import AppContext, log
 
 EXAMPLES = [
     "What is the monthly tolerance for the jaw position indicators?",
@@ -123,10 +124,6 @@ def step_message(step: dict[str, Any]) -> dict[str, Any]:
                          "status": "done"}}
 
 
-def _series_key(s: dict[str, Any]) -> str:
-    return "/".join(p for p in (s["machine"], s["test"], s["energy"]) if p)
-
-
 def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
     """(title, plotly figure) for each series an analysis step analysed."""
     if step.get("name") != "analyze_series":
@@ -135,14 +132,15 @@ def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
     out = []
     args = step.get("args") or {}
     for s in result.get("series", [])[:MAX_CHARTS]:
+        name = series_name(s["machine"], s["test"], s["energy"])
         analysis = app.ctx.charts.get(chart_key(
             s["machine"], s["test"], s["energy"], args.get("start"), args.get("end")))
         if analysis is None:
             continue
         try:
-            out.append((_series_key(s), analysis.plot()))
+            out.append((name, analysis.plot()))
         except Exception:
-            log.exception("control chart of %s failed", _series_key(s))
+            log.exception("control chart of %s failed", name)
     return out
 
 

@@ -18,12 +18,6 @@ log = logging.getLogger("agent.ui")
 DATA_SUFFIXES = (".csv", ".xlsx", ".xls", ".txt")
 DOCUMENT_SUFFIXES = (".pdf", ".docx", ".md", ".txt", ".html", ".htm")
 
-try:  # the lead engineer's graph raises it when the LLM cannot be reached
-    from agent.graph import BackendUnavailable
-except ImportError:  # pragma: no cover - until graph.py has it
-
-    class BackendUnavailable(Exception):  # type: ignore[no-redef]  # noqa: N818
-        """The LLM backend cannot be reached (stand-in until graph.py has it)."""
 
 
 class UploadError(ValueError):
@@ -83,11 +77,7 @@ def refresh(app: AppContext, data: bool = True, knowledge: bool = True) -> None:
         Documents changed: the searcher re-reads the index on its next search.
     """
     for ctx in (app.ctx, app.data_ctx):
-        if data:
-            ctx._series = None
-            ctx._errors = []
-        if knowledge and ctx._searcher is not None:
-            ctx._searcher.invalidate()
+        ctx.refresh(data=data, knowledge=knowledge)
 
 
 def _say(message: str) -> None:
@@ -130,10 +120,7 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
             if notify:
                 notify(f"LLM backend unavailable: {error}")
     ctx = ToolContext(settings=settings)
-    try:
-        agent = Agent(llm, ctx, backend or "", model or "", unavailable=error)
-    except TypeError:  # an Agent without the ``unavailable`` argument
-        agent = Agent(llm, ctx, backend or "", model or "")
+    agent = Agent(llm, ctx, backend or "", model or "", unavailable=error)
     app = AppContext(settings, agent, ToolContext(settings=settings),
                      backend or "", model or "", error)
     if warm:

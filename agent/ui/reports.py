@@ -1,7 +1,7 @@
 """The Reports tab: a PDF QA report for a machine and period.
 
-The report itself is written by ``agent.qa.report.write_report``; it is
-imported when a report is asked for, so the app runs where it is missing.
+The report itself is written by ``agent.qa.report.write_report`` (imported
+when a report is asked for: fpdf2 and matplotlib load only then).
 """
 
 from __future__ import annotations
@@ -60,18 +60,15 @@ def make_report(app: AppContext, machine: str | None, start: str | None = None,
     Raises
     ------
     ReportError
-        No machine, a malformed date, or no report module installed.
+        No machine or a malformed date.
     """
     if not machine:
         raise ReportError("choose a machine first")
     first, last = _date(start, "start"), _date(end, "end")
     if first and last and first > last:
         raise ReportError(f"the start date {first} is after the end date {last}")
-    try:
-        from agent.qa.report import write_report
-    except ImportError:
-        raise ReportError("PDF reports are not available in this installation "
-                          "(agent.qa.report is missing)") from None
+    from agent.qa.report import write_report
+
     out = report_path(app, machine, first, last)
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(write_report(app.settings, machine, start=first, end=last, out=out))
