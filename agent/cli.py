@@ -16,17 +16,12 @@ from typing import Annotated
 
 import typer
 
-from agent.config import ConfigError, Settings, get_settings
-from agent.qa.importers import InputError, RowError
+from agent.config import Settings, get_settings
+from agent.engine import QAEngine
+from agent.errors import QAAgentError
+from agent.qa.importers import RowError
 from agent.qa.selection import SelectionError as UsageError
-from agent.qa.selection import (
-    analysis_options,
-    check_dates,
-    load_tables,
-    select_series,
-)
-from agent.qa.store import MeasurementStore, StoreError
-from agent.qa.tolerances import ToleranceFileError
+from agent.qa.selection import check_dates
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
@@ -46,12 +41,6 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
     With ``--json`` a failed command still prints one document: ``empty``
     (the command's document with nothing in it) plus ``errors``.
     """
-    from agent.graph import BackendUnavailable
-    from agent.llm import LLMError, ModelSetupError
-    from agent.retrieval.documents import DocumentError
-    from agent.retrieval.evaluation import EvalSetError
-    from agent.retrieval.index import KnowledgeIndexError
-
     if empty is None:
         empty = {"series": []}
 
@@ -65,12 +54,8 @@ def _run(func, as_json: bool, empty: dict | None = None) -> None:
 
     try:
         func()
-    except (InputError, UsageError, DocumentError, EvalSetError) as exc:
-        raise fail(exc, 2) from None
-    except (StoreError, ConfigError, ToleranceFileError,
-            KnowledgeIndexError, LLMError, ModelSetupError,
-            BackendUnavailable) as exc:
-        raise fail(exc, 1) from None
+    except QAAgentError as exc:  # UserError: 2, ServiceError: 1 (agent.errors)
+        raise fail(exc, exc.exit_code) from None
     except typer.Exit:
         raise
     except Exception as exc:  # last resort: a message, not a traceback
@@ -117,36 +102,33 @@ def analyze(
     """Tolerance check, control chart and drift verdict per series."""
 
     def body() -> None:
-        from agent.qa.analysis import SeriesAnalysis, format_result, sort_worst_first
+        from agent.qa.charts import control_chart, control_chart_png
+        from agent.qa.presentation import result_text
 
         check_dates(start=start, end=end, baseline_start=baseline_start,
                     baseline_end=baseline_end)
-        settings = get_settings()
-        tables = load_tables(settings)
-        series, errors = select_series(settings, data, machine, test, energy,
-                                       start, end)
         if rules and rules not in ("nelson", "western_electric", "both"):
             raise UsageError(f"--rules {rules}: use nelson, western_electric "
-                               "or both")
-        options = analysis_options(settings, baseline_points, baseline_start,
-                           baseline_end, rules)
-        analyses = [SeriesAnalysis(s, tables).analyze(**options) for s in series]
-        results = sort_worst_first([a.results_data() for a in analyses])
+                             "or both")
+        engine = QAEngine(get_settings(), data)
+        options = engine.options(baseline_points=baseline_points,
+                                 baseline_start=baseline_start,
+                                 baseline_end=baseline_end, ruleset=rules)
+        run = engine.analyse(machine, test, energy, start, end, options)
         if chart is not None:
             chart.mkdir(parents=True, exist_ok=True)
-            for a in analyses:
-                name = "_".join(p for p in a.series.key if p).replace("/", "-")
-                a.save_png(chart / f"{name}.png")
-                a.plot().write_html(chart / f"{name}.html",
-                                    include_plotlyjs=True)
+            for r in run.results:
+                name = "_".join(p for p in r.key if p).replace("/", "-")
+                control_chart_png(r, chart / f"{name}.png")
+                control_chart(r).write_html(chart / f"{name}.html",
+                                            include_plotlyjs=True)
             _err(f"charts written to {chart}")
         if as_json:
-            _emit_json({"series": [r.to_contract(details) for r in results],
-                        "errors": [e.as_dict() for e in errors]})
+            _emit_json(run.document(details))
             return
-        for r in results:
-            typer.echo(format_result(r) + "\n")
-        _report_errors(errors)
+        for r in run.results:
+            typer.echo(result_text(r) + "\n")
+        _report_errors(run.errors)
 
     _run(body, as_json)
 
@@ -170,29 +152,14 @@ def fleet(
     """Every series at once, worst first."""
 
     def body() -> None:
-        from agent.qa.fleet import analyze_fleet, analyze_store_fleet, fleet_table
+        from agent.qa.presentation import fleet_table
 
-        settings = get_settings()
-        tables = load_tables(settings)
-        options = analysis_options(settings, None, None, None, None)
-        if data is None and machine is None:
-            # The whole store: the workers load their own shares (fastest path).
-            errors: list[RowError] = []
-            results = analyze_store_fleet(settings.resolved_database_url, tables,
-                                          options)
-            if not results:
-                raise UsageError("no measurements on hand: import a file with "
-                                 "'qa-agent import FILE' or pass --data FILE")
-        else:
-            series, errors = select_series(settings, data, machine, None, None,
-                                           None, None)
-            results = analyze_fleet(series, tables, options)
+        run = QAEngine(get_settings(), data).fleet(machine)
         if as_json:
-            _emit_json({"series": [r.to_contract() for r in results],
-                        "errors": [e.as_dict() for e in errors]})
+            _emit_json(run.document())
             return
-        typer.echo(fleet_table(results))
-        _report_errors(errors)
+        typer.echo(fleet_table(run.results))
+        _report_errors(run.errors)
 
     _run(body, as_json)
 
@@ -212,9 +179,7 @@ def report(
     """PDF QA report of a machine and period: charts, tolerances, sign-off."""
 
     def body() -> None:
-        from agent.qa.report import QAReport
-
-        qa_report = QAReport(get_settings(), machine, start, end, data)
+        qa_report = QAEngine(get_settings(), data).report(machine, start, end)
         path = qa_report.write(out)
         if as_json:
             _emit_json(qa_report.summary(path))
@@ -237,9 +202,7 @@ def import_file(
     """Import a QA data file into the measurement store (idempotent)."""
 
     def body() -> None:
-        settings = get_settings()
-        store = MeasurementStore(settings.resolved_database_url)
-        report = store.import_file(file, machine=machine)
+        report = QAEngine(get_settings()).import_file(file, machine=machine)
         if as_json:
             _emit_json(report.as_dict())
             return
@@ -265,8 +228,7 @@ def demo_data(
         paths = write_demo_fleet(out or settings.data_dir / "demo")
         typer.echo(f"wrote {paths['data']} and {paths['truth']}")
         if do_import:
-            store = MeasurementStore(settings.resolved_database_url)
-            typer.echo(store.import_file(paths["data"]).summary())
+            typer.echo(QAEngine(settings).import_file(paths["data"]).summary())
 
     _run(body, False)
 
@@ -340,9 +302,9 @@ def search(
     """Search the protocols; prints nothing found rather than unrelated text."""
 
     def body() -> None:
-        from agent.retrieval.chunking import FREQUENCIES
         from agent.retrieval.index import open_index
         from agent.retrieval.search import HybridSearcher
+        from agent.vocabulary import FREQUENCIES
 
         if frequency and frequency not in FREQUENCIES:
             raise UsageError(f"--frequency {frequency!r}: use one of "
@@ -376,7 +338,7 @@ def build_agent(settings: Settings, data: Path | None):
     from agent.tools import ToolContext
 
     llm, backend, model = chat_model(settings)
-    return Agent(llm, ToolContext(settings=settings, data=data), backend, model)
+    return Agent(llm, ToolContext(engine=QAEngine(settings, data)), backend, model)
 
 
 @app.command()

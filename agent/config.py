@@ -14,11 +14,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agent.errors import ServiceError
+
 #: The repository (or installed tree) root: ``knowledge/`` lives here.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-class ConfigError(ValueError):
+class ConfigError(ServiceError):
     """A configuration file or variable is not valid."""
 
 

@@ -3,9 +3,9 @@
 Each tool takes a pydantic argument model (validated before anything runs)
 and returns a JSON-ready dict, the ``result`` of a tool call in the
 ``qa-agent ask --json`` contract; ``analyze_series`` returns exactly the
-``qa-agent analyze --json`` document. No tool writes anything or runs code.
-The same functions back the LangChain tools (:func:`langchain_tools`), the
-CLI and the UI.
+``qa-agent analyze --json --details`` document (``AnalysisRun.document``).
+No tool writes anything or runs code. Each tool is a few lines over
+:class:`~agent.engine.QAEngine`, which the CLI and the UI use too.
 """
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.config import Settings, get_settings
-from agent.qa.importers import RowError, read_measurements
-from agent.qa.names import TESTS, canonical_energy, canonical_machine, canonical_test
-from agent.qa.selection import (
-    SelectionError,
-    analysis_options,
-    load_tables,
-    select_series,
-)
-from agent.qa.store import MeasurementStore, SeriesData, series_from_frame
+from agent.config import Settings
+from agent.engine import QAEngine
+from agent.qa.result import SeriesResult
 from agent.qa.tolerances import ToleranceTables
-
-Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
-MachineClass = Literal["non-IMRT", "IMRT", "SRS/SBRT"]
+from agent.vocabulary import Frequency, MachineClass
 
 
 class SearchArgs(BaseModel):
@@ -78,68 +69,46 @@ class DataArgs(BaseModel):
 
 @dataclass
 class ToolContext:
-    """What the tools work on: settings, an optional data file, caches.
+    """What the tools work on: one :class:`~agent.engine.QAEngine`, and the
+    analyses a conversation asked for (for its charts).
 
-    With ``data`` the tools read that file (``--data FILE``); otherwise the
-    measurement store from the settings.
+    With ``data`` the engine reads that file (``--data FILE``); otherwise the
+    measurement store from the settings. Pass ``engine`` to share one engine
+    (the app's chat and Data tab do).
     """
 
-    settings: Settings = field(default_factory=get_settings)
+    settings: Settings | None = None
     data: Path | None = None
-    _tables: ToleranceTables | None = None
-    _searcher: Any = None
-    _series: list[SeriesData] | None = None
-    _errors: list[RowError] = field(default_factory=list)
-    charts: dict[str, Any] = field(default_factory=dict)
+    engine: QAEngine | None = None
+    charts: dict[str, SeriesResult] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            if self.settings is None:
+                raise TypeError("ToolContext needs settings or an engine")
+            self.engine = QAEngine(self.settings, self.data)
+        self.settings = self.engine.settings
+        self.data = self.engine.data
 
     @property
     def tables(self) -> ToleranceTables:
-        """Tolerance tables (loaded once)."""
-        if self._tables is None:
-            self._tables = load_tables(self.settings)
-        return self._tables
+        """Tolerance tables (the engine's)."""
+        return self.engine.tables
 
     @property
     def searcher(self) -> Any:
-        """Hybrid protocol search (the index is opened once)."""
-        if self._searcher is None:
-            from agent.retrieval.index import open_index
-            from agent.retrieval.search import HybridSearcher
-
-            self._searcher = HybridSearcher(open_index(self.settings,
-                                                       progress=False))
-        return self._searcher
+        """Hybrid protocol search (the engine's)."""
+        return self.engine.searcher
 
     def refresh(self, data: bool = True, knowledge: bool = True) -> None:
-        """Drop what an import (``data``) or a re-index (``knowledge``) made stale.
-
-        The series are read again at the next call; the searcher re-reads the
-        index at its next search. A long-lived caller (the app) calls this
-        after changing the store or the documents.
-        """
-        if data:
-            self._series = None
-            self._errors = []
-        if knowledge and self._searcher is not None:
-            self._searcher.invalidate()
-
-    def all_series(self) -> list[SeriesData]:
-        """Every series on hand (file or store)."""
-        if self._series is None:
-            if self.data is not None:
-                result = read_measurements(self.data)
-                self._errors = result.errors
-                self._series = series_from_frame(result.frame, result.events)
-            else:
-                store = MeasurementStore(self.settings.resolved_database_url)
-                self._series = store.load_series()
-        return self._series
+        """Drop what an import (``data``) or a re-index (``knowledge``) made stale."""
+        self.engine.invalidate(data=data, knowledge=knowledge)
 
 
 def search_protocols(ctx: ToolContext, args: SearchArgs) -> dict[str, Any]:
     """Passages from the protocols, with their place; empty when none is relevant."""
-    results = ctx.searcher.search(args.query, k=args.k, document=args.document,
-                                  frequency=args.frequency)
+    results = ctx.engine.search(args.query, k=args.k, document=args.document,
+                                frequency=args.frequency)
     return {"results": [r.contract() for r in results]}
 
 
@@ -150,34 +119,8 @@ def lookup_tolerance(ctx: ToolContext, args: ToleranceArgs) -> dict[str, Any]:
     registry when ``machine`` names a machine; the values of the other classes
     are returned too.
     """
-    test = canonical_test(args.test)
-    if test is None:
-        raise SelectionError(f"test '{args.test}' not recognised; known tests: "
-                             + ", ".join(TESTS))
-    machine_class = args.machine_class
-    machine = None
-    if args.machine:
-        on_hand = sorted(ctx.tables.machines)
-        machine = canonical_machine(args.machine, on_hand) or args.machine
-        machine_class = machine_class or ctx.tables.machine_class(machine)[0]
-    beam = args.beam or ""
-    if args.energy and not beam:
-        from agent.qa.names import beam_type
-
-        beam = beam_type(canonical_energy(args.energy) or "")
-    rows = []
-    for row in ctx.tables.find(test=test, frequency=args.frequency):
-        if beam and row.beam not in ("any", beam):
-            continue
-        rows.append({
-            "id": row.id, "description": row.description, "frequency": row.frequency,
-            "unit": row.unit, "kind": row.kind, "limits": row.limits,
-            "action_limits": row.action_limits, "verified": row.verified,
-            "source": row.source, "note": row.note,
-            "limit_for_class": row.limits.get(machine_class) if machine_class
-            else None})
-    return {"test": test, "frequency": args.frequency, "machine": machine,
-            "machine_class": machine_class, "rows": rows}
+    return ctx.engine.tolerance(args.test, args.frequency, args.machine,
+                                args.machine_class, args.energy, args.beam)
 
 
 def series_name(machine: str, test: str, energy: str | None) -> str:
@@ -187,65 +130,38 @@ def series_name(machine: str, test: str, energy: str | None) -> str:
 
 def chart_key(machine: str, test: str, energy: str | None,
               start: str | None = None, end: str | None = None) -> str:
-    """Where ``analyze_series`` keeps a series' analysis in ``ctx.charts``."""
+    """Where ``analyze_series`` keeps a series' result in ``ctx.charts``."""
     return f"{series_name(machine, test, energy)}@{start or ''}..{end or ''}"
 
 
 def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:
-    """The ``qa-agent analyze --json`` document for the named series.
+    """The ``qa-agent analyze --json --details`` document for the named series.
 
-    The analyses are kept in ``ctx.charts`` under :func:`chart_key` (series
-    and period) so a caller (the UI) can draw their control charts; the same
-    key always holds the same analysis, so conversations sharing a context
-    cannot get each other's charts.
+    The results (with their chart data) are kept in ``ctx.charts`` under
+    :func:`chart_key` (series and period) so a caller (the UI) can draw their
+    control charts; the same key always holds the same analysis, so
+    conversations sharing a context cannot get each other's charts.
     """
-    from agent.qa.analysis import SeriesAnalysis, sort_worst_first
-
-    series, errors = select_series(ctx.settings, ctx.data, args.machine, args.test,
-                                   args.energy, args.start, args.end)
-    options = analysis_options(ctx.settings)
-    analyses = [SeriesAnalysis(s, ctx.tables).analyze(**options) for s in series]
-    for a in analyses:
-        ctx.charts[chart_key(*a.series.key, args.start, args.end)] = a
-    results = sort_worst_first([a.results_data() for a in analyses])
-    return {"series": [r.to_contract() for r in results],
-            "errors": [e.as_dict() for e in errors]}
+    run = ctx.engine.analyse(args.machine, args.test, args.energy, args.start,
+                             args.end)
+    for r in run.results:
+        ctx.charts[chart_key(*r.key, args.start, args.end)] = r
+    return run.document(details=True)
 
 
 def fleet_overview(ctx: ToolContext, args: FleetArgs) -> dict[str, Any]:
     """The worst series of the fleet first (status, drift), at most ``limit``."""
-    from agent.qa.fleet import analyze_fleet
-
-    series, errors = select_series(ctx.settings, ctx.data, args.machine, None, None,
-                                   None, None)
-    results = analyze_fleet(series, ctx.tables, analysis_options(ctx.settings))
+    run = ctx.engine.fleet(args.machine)
     counts: dict[str, int] = {}
-    for r in results:
+    for r in run.results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return {"series": [r.to_contract() for r in results[:args.limit]],
-            "total": len(results), "by_status": counts,
-            "errors": [e.as_dict() for e in errors]}
+    return {**run.document(details=True, limit=args.limit),
+            "total": len(run.results), "by_status": counts}
 
 
 def list_data(ctx: ToolContext, args: DataArgs) -> dict[str, Any]:
     """Machines, tests, energies, counts and date ranges on hand."""
-    series = ctx.all_series()
-    machines = sorted({s.machine for s in series})
-    want = canonical_machine(args.machine, machines) if args.machine else None
-    if args.machine and want is None:
-        raise SelectionError(f"machine '{args.machine}' not on hand; machines: "
-                             + ", ".join(machines))
-    out: dict[str, list[dict[str, Any]]] = {}
-    for s in series:
-        if want and s.machine != want:
-            continue
-        out.setdefault(s.machine, []).append({
-            "test": s.test, "energy": s.energy, "unit": s.unit,
-            "n": int(s.values.size),
-            "first": str(s.dates.min())[:10] if s.values.size else None,
-            "last": str(s.dates.max())[:10] if s.values.size else None})
-    return {"machines": [{"machine": m, "series": rows} for m, rows in out.items()],
-            "source": str(ctx.data) if ctx.data else "measurement store"}
+    return ctx.engine.data_on_hand(args.machine)
 
 
 #: name -> (function, argument model): everything the agent may call.

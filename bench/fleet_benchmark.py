@@ -242,7 +242,7 @@ def end_to_end(url: str, repeats: int, profile: bool,
     t0 = time.perf_counter()
     store = MeasurementStore(url)
     t_open = time.perf_counter() - t0
-    options: dict[str, Any] = {}
+    options = None  # the default AnalysisOptions
     has_workers = "workers" in inspect.signature(fleet.analyze_fleet).parameters
     serial: dict[str, Any] = {"workers": 1} if has_workers else {}
     load_before = os.getloadavg()
@@ -264,7 +264,8 @@ def end_to_end(url: str, repeats: int, profile: bool,
     if hasattr(fleet, "analyze_store_fleet"):
         for _ in range(repeats):
             t0 = time.perf_counter()
-            fleet.analyze_store_fleet(url, tables, options)
+            # A fresh store each run, as a new `qa-agent fleet` process opens.
+            fleet.analyze_store_fleet(MeasurementStore(url), tables, options)
             store_runs.append(time.perf_counter() - t0)
     serial_runs = []
     if has_workers:
@@ -274,12 +275,12 @@ def end_to_end(url: str, repeats: int, profile: bool,
             serial_runs.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    SeriesAnalysis(series[0], tables).analyze(**options)  # warm-up (lazy imports)
+    SeriesAnalysis(series[0], tables).analyze(options)  # warm-up (lazy imports)
     first_call = time.perf_counter() - t0
     per_series = []
     for s in series:
         t0 = time.perf_counter()
-        SeriesAnalysis(s, tables).analyze(**options)
+        SeriesAnalysis(s, tables).analyze(options)
         per_series.append(time.perf_counter() - t0)
     ms = np.array(per_series) * 1000.0
     slowest = int(np.argmax(ms))
@@ -315,7 +316,7 @@ def end_to_end(url: str, repeats: int, profile: bool,
         "best_run": min(runs, key=lambda r: r["total"]),
         "median": {k: statistics.median(r[k] for r in runs)
                    for k in ("load", "analyze", "total")},
-        "store_fleet": ({"what": "analyze_store_fleet(url): workers load their "
+        "store_fleet": ({"what": "analyze_store_fleet(store): workers load their "
                                  "own shares and analyse (qa-agent fleet)",
                          "runs": store_runs, "best": min(store_runs),
                          "median": statistics.median(store_runs)}

@@ -21,16 +21,12 @@ import pytest
 import yaml
 
 from agent.config import load_settings
+from agent.engine import QAEngine
 from agent.qa.analysis import SeriesAnalysis
 from agent.qa.fleet import analyze_fleet
-from agent.qa.names import TESTS, canonical_energy
-from agent.qa.selection import (
-    analysis_options,
-    clip_series,
-    load_tables,
-    select_series,
-)
+from agent.qa.selection import clip_series
 from agent.qa.tolerances import MACHINE_CLASSES, ToleranceTables
+from agent.vocabulary import TESTS, canonical_energy
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "knowledge" / "corpus"
@@ -222,10 +218,10 @@ def demo_analysis(demo_fleet, tmp_path_factory):
     """
     settings = load_settings(
         {"QA_AGENT_DATA_DIR": str(tmp_path_factory.mktemp("eval-settings"))})
-    tables = load_tables(settings)
-    options = analysis_options(settings)
-    series, errors = select_series(settings, demo_fleet["data"], None, None, None,
-                                   None, None)
+    engine = QAEngine(settings, demo_fleet["data"])
+    tables = engine.tables
+    options = engine.options()
+    series, errors = engine.select()
     assert errors == []
     results = analyze_fleet(series, tables, options, workers=1)
     return {
@@ -245,7 +241,7 @@ def _verdict(item: dict, analysis: dict) -> dict:
     clipped = clip_series(analysis["series"][key], item.get("start"), item.get("end"))
     assert clipped.values.size, item["id"]
     result = SeriesAnalysis(clipped, analysis["tables"]).analyze(
-        **analysis["options"]).results_data()
+        analysis["options"]).results_data()
     return result.to_contract()
 
 

@@ -57,7 +57,7 @@ def test_recalibrated_series_restarts_its_baseline(fleet_results):
     results, _ = fleet_results
     r = next(r for r in results if r.label == "TrueBeam1 output 6X")
     assert r.segment_start == "2025-03-03"
-    assert r.baseline["start"] == "2025-03-03"
+    assert r.baseline.start == "2025-03-03"
     assert not r.drift.detected
     # The ramp before the recalibration reached about +2.2 % plus noise: points
     # beyond 3 % are still reported, and all of them precede the reset.
@@ -70,7 +70,7 @@ def test_outliers_are_out_of_tolerance_but_not_drift(fleet_results):
     results, _ = fleet_results
     r = next(r for r in results if r.label == "Clinac3 laser")
     # Clinac3 is non-IMRT: daily laser tolerance 2 mm (TG-142 Table I).
-    assert r.tolerance["limit"] == 2.0
+    assert r.tolerance.limit == 2.0
     assert r.out_of_tolerance == ["2024-05-14", "2024-11-05", "2025-08-19"]
     assert not r.drift.detected
     assert any(s.rule == "N1" and s.date == "2025-08-19" for s in r.signals)
@@ -79,7 +79,7 @@ def test_outliers_are_out_of_tolerance_but_not_drift(fleet_results):
 def test_ramp_projects_the_date_it_reaches_tolerance(fleet_results):
     results, _ = fleet_results
     r = next(r for r in results if r.label == "TrueBeam2 symmetry_crossplane 6X")
-    assert r.tolerance["limit"] == 1.0
+    assert r.tolerance.limit == 1.0
     assert r.drift.slope_per_day == pytest.approx(0.004, rel=0.35)
     # Latest about +0.8 % rising 0.004 %/day: 1 % is weeks to a few months away.
     crossing = pd.Timestamp(r.drift.projected_crossing)
@@ -99,14 +99,14 @@ def test_baseline_by_count_and_by_date_range(tables):
     values = np.r_[np.zeros(10) + [0.1, -0.1] * 5, np.full(20, 1.0)]
     by_count = SeriesAnalysis(_series(values), tables).analyze(
         baseline_points=10).results_data()
-    assert by_count.spc["center"] == pytest.approx(0.0)
-    assert by_count.spc["mr_bar"] == pytest.approx(0.2)
+    assert by_count.spc.center == pytest.approx(0.0)
+    assert by_count.spc.mr_bar == pytest.approx(0.2)
     dates = pd.bdate_range("2024-01-01", periods=30)
     by_dates = SeriesAnalysis(_series(values), tables).analyze(
         baseline_start=str(dates[20].date()),
         baseline_end=str(dates[29].date())).results_data()
-    assert by_dates.baseline["n"] == 10
-    assert by_dates.spc["center"] == pytest.approx(1.0)
+    assert by_dates.baseline.n == 10
+    assert by_dates.spc.center == pytest.approx(1.0)
 
 
 def test_too_few_points_means_tolerance_only(tables):
@@ -130,11 +130,11 @@ def test_gamma_pass_rate_uses_tg218_levels(tables):
     values = np.r_[rng.normal(98.5, 0.5, 40), 93.0]
     s = _series(values, test="gamma_pass_rate", energy="")
     r = SeriesAnalysis(s, tables).analyze().results_data()
-    assert r.tolerance["limit"] == 95.0 and r.tolerance["action_limit"] == 90.0
+    assert r.tolerance.limit == 95.0 and r.tolerance.action_limit == 90.0
     assert r.latest_level == "inspection"  # below 95 %, above 90 %
     assert r.status == "watch"
-    assert r.tg218["lower_action_limit"] < 100.0
-    assert r.capability["cp"] is None and r.capability["cpk"] is not None
+    assert r.tg218.lower_action_limit < 100.0
+    assert r.capability.cp is None and r.capability.cpk is not None
 
 
 def test_contract_document_shape(fleet_results):
@@ -151,11 +151,11 @@ def test_contract_document_shape(fleet_results):
 
 
 def test_results_text_names_verdict_and_source(fleet_results):
-    from agent.qa.analysis import format_result
+    from agent.qa.presentation import result_text
 
     results, _ = fleet_results
     r = next(r for r in results if r.label == "TrueBeam2 output 10X")
-    text = format_result(r)
+    text = result_text(r)
     assert "DRIFT" in text and "2025-09-15" in text and "MPPG 9.a" in text
 
 
@@ -189,6 +189,6 @@ def test_store_fleet_equals_in_memory_fleet(demo_fleet, tables, store_url, worke
     store = MeasurementStore(store_url)
     store.import_file(demo_fleet["data"])
     expected = analyze_fleet(store.load_series(), tables, workers=1)
-    got = analyze_store_fleet(store_url, tables, workers=workers)
+    got = analyze_store_fleet(MeasurementStore(store_url), tables, workers=workers)
     assert len(got) == 87
     assert [r.to_contract() for r in got] == [r.to_contract() for r in expected]

@@ -21,7 +21,7 @@ from agent.qa.importers import (
     RowError,
     read_measurements,
 )
-from agent.qa.names import canonical_energy, canonical_machine, canonical_test
+from agent.vocabulary import canonical_energy, canonical_machine, canonical_test
 
 LONG_HEADER = "date,machine,test,energy,value,unit,baseline,event"
 

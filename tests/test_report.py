@@ -21,10 +21,13 @@ import pypdfium2.raw as pdfium_c
 import pytest
 
 from agent.config import PROJECT_ROOT, load_settings
-from agent.qa.analysis import DRIFT_H, SeriesAnalysis, sort_worst_first
+from agent.engine import QAEngine, write_report
+from agent.qa.analysis import DRIFT_H, SeriesAnalysis
 from agent.qa.importers import read_measurements
-from agent.qa.report import software_version, source_description, write_report
-from agent.qa.selection import SelectionError, analysis_options, load_tables
+from agent.qa.options import AnalysisOptions
+from agent.qa.report import software_version, source_description
+from agent.qa.result import worst_first
+from agent.qa.selection import SelectionError
 from agent.qa.store import MeasurementStore, SeriesData, series_from_frame
 
 MACHINE = "TrueBeam2"
@@ -59,7 +62,7 @@ def cli_report(demo_fleet, tmp_path_factory):
 def expected(demo_fleet, cli_report):
     """The machine's series analysed here, straight from the file (worst first)."""
     settings = load_settings({"QA_AGENT_DATA_DIR": str(cli_report["data_dir"])})
-    tables = load_tables(settings)
+    tables = QAEngine(settings).tables
     read = read_measurements(demo_fleet["data"])
     lo = np.datetime64(START, "s")
     hi = np.datetime64(END, "s") + np.timedelta64(1, "D")
@@ -70,9 +73,9 @@ def expected(demo_fleet, cli_report):
         keep = (s.dates >= lo) & (s.dates < hi)
         series.append(SeriesData(s.machine, s.test, s.energy, s.unit,
                                  s.dates[keep], s.values[keep], s.resets))
-    options = analysis_options(settings)
-    return sort_worst_first([SeriesAnalysis(s, tables).analyze(**options)
-                             .results_data() for s in series])
+    options = AnalysisOptions.from_settings(settings)
+    return worst_first([SeriesAnalysis(s, tables).analyze(options)
+                        .results_data() for s in series])
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +156,12 @@ def test_each_series_has_its_verdict_numbers_tolerance_and_signals(
         assert section.lstrip().startswith(f"{n}. {r.label}: {r.status.upper()}")
         assert f"Verdict: {r.status.upper()} ({r.status_reason})" in section
         assert f"{r.n}, {r.first_date} to {r.last_date}" in section
-        assert f"{r.spc['center']:.4g} {r.unit}" in section
-        assert f"{r.spc['lcl']:.4g} to {r.spc['ucl']:.4g} {r.unit}" in section
-        if r.capability and r.capability["cpk"] is not None:
-            assert f"Cpk {r.capability['cpk']:.3g}" in section
+        assert f"{r.spc.center:.4g} {r.unit}" in section
+        assert f"{r.spc.lcl:.4g} to {r.spc.ucl:.4g} {r.unit}" in section
+        if r.capability and r.capability.cpk is not None:
+            assert f"Cpk {r.capability.cpk:.3g}" in section
         # The tolerance row that applied, with the value of the machine's class.
-        row = next(x for x in tables.rows if x.id == r.tolerance["id"])
+        row = next(x for x in tables.rows if x.id == r.tolerance.id)
         assert row.id in section
         assert f"±{row.limit(machine_class):g} {row.unit}" in section
         assert row.document.split()[-1] in section  # "TG-142", "(SRS-SBRT)"

@@ -21,24 +21,35 @@ fire on the latest points, but a single rule firing is never called a drift.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
 
 from agent.qa import spc
+from agent.qa.options import AnalysisOptions
+from agent.qa.result import (
+    Baseline,
+    Capability,
+    ChartData,
+    ChartSegment,
+    ControlLimits,
+    CusumSummary,
+    DriftVerdict,
+    EwmaSummary,
+    SeriesResult,
+    Signal,
+    TG218Limits,
+    ToleranceApplied,
+    worst_first,
+)
 from agent.qa.store import SeriesData
 from agent.qa.tolerances import AppliedTolerance, ToleranceTables, frequency_of
 
-#: Decision interval of the drift verdict's self-starting CUSUM (see module doc).
-DRIFT_H = 9.0
-DRIFT_K = 0.5
-#: The verdict looks at the last this many measurements after the baseline, so
-#: its false-alarm rate per series does not grow with the length of the record.
-DRIFT_WINDOW = 250
-#: Points used for the trend when no drift onset is known.
-TREND_WINDOW = 120
+_DEFAULTS = AnalysisOptions()
+#: Decision interval and reference value of the drift verdict's CUSUM.
+DRIFT_H = _DEFAULTS.drift_h
+DRIFT_K = _DEFAULTS.drift_k
+DRIFT_WINDOW = _DEFAULTS.drift_window
+TREND_WINDOW = _DEFAULTS.trend_window
 SECONDS_PER_DAY = 86400.0
-STATUS_RANK = {"action": 2, "watch": 1, "ok": 0}
 
 
 def iso(value: np.datetime64 | None) -> str | None:
@@ -47,124 +58,6 @@ def iso(value: np.datetime64 | None) -> str | None:
         return None
     text = str(np.datetime64(value, "s"))
     return text[:10] if text.endswith("T00:00:00") else text
-
-
-@dataclass
-class Signal:
-    """A control-chart signal: which rule, where, and what it means."""
-
-    rule: str
-    date: str
-    value: float
-    description: str
-
-
-@dataclass
-class DriftVerdict:
-    """Whether the series drifts, since when, which way and how fast."""
-
-    detected: bool
-    direction: int
-    onset: str | None
-    signal_date: str | None
-    slope_per_day: float | None
-    slope_ci: tuple[float, float] | None
-    trend_p_value: float | None
-    projected_crossing: str | None
-    projected_action_crossing: str | None
-    method: str
-    evidence: str
-
-
-@dataclass
-class SeriesResult:
-    """Everything ``analyze()`` found for one series (``results_data()``)."""
-
-    machine: str
-    test: str
-    energy: str
-    unit: str
-    n: int
-    first_date: str | None
-    last_date: str | None
-    latest_value: float | None
-    latest_level: str
-    status: str
-    status_reason: str
-    tolerance: dict | None
-    out_of_tolerance: list[str]
-    out_of_action: list[str]
-    segment_start: str | None
-    baseline: dict | None
-    spc: dict | None
-    signals: list[Signal]
-    ewma: dict | None
-    cusum: dict | None
-    capability: dict | None
-    tg218: dict | None
-    drift: DriftVerdict
-    notes: list[str] = field(default_factory=list)
-
-    def to_contract(self, details: bool = False) -> dict:
-        """The series entry of the ``analyze --json`` contract (DESIGN.md)."""
-        tol = self.tolerance or {}
-        entry = {
-            "machine": self.machine,
-            "test": self.test,
-            "energy": self.energy,
-            "n": self.n,
-            "unit": self.unit,
-            "status": self.status,
-            "tolerance": {
-                "limit": tol.get("limit"),
-                "unit": tol.get("unit", self.unit),
-                "source": tol.get("source"),
-                "out_of_tolerance": self.out_of_tolerance,
-            },
-            "spc": {
-                "center": (self.spc or {}).get("center"),
-                "ucl": (self.spc or {}).get("ucl"),
-                "lcl": (self.spc or {}).get("lcl"),
-                "signals": [{"rule": s.rule, "date": s.date} for s in self.signals],
-            },
-            "drift": {
-                "detected": self.drift.detected,
-                "direction": self.drift.direction,
-                "onset": self.drift.onset,
-                "slope_per_day": self.drift.slope_per_day,
-                "projected_crossing": self.drift.projected_crossing,
-            },
-        }
-        if details:
-            entry["details"] = self.details()
-        return entry
-
-    def details(self) -> dict:
-        """Everything beyond the contract: evidence for people and the agent."""
-        return {
-            "first_date": self.first_date,
-            "last_date": self.last_date,
-            "latest_value": self.latest_value,
-            "latest_level": self.latest_level,
-            "status_reason": self.status_reason,
-            "tolerance_row": self.tolerance,
-            "out_of_action": self.out_of_action,
-            "segment_start": self.segment_start,
-            "baseline": self.baseline,
-            "spc": self.spc,
-            "signals": [asdict(s) for s in self.signals],
-            "ewma": self.ewma,
-            "cusum": self.cusum,
-            "capability": self.capability,
-            "tg218": self.tg218,
-            "drift": asdict(self.drift),
-            "notes": self.notes,
-        }
-
-    @property
-    def label(self) -> str:
-        """"TrueBeam2 output 6X"."""
-        return " ".join(p for p in (self.machine, self.test, self.energy) if p)
 
 
 def _r(value: float | None, digits: int = 4) -> float | None:
@@ -193,56 +86,84 @@ class SeriesAnalysis:
     def __init__(self, series: SeriesData, tables: ToleranceTables) -> None:
         self.series = series
         self.tables = tables
+        self.options = _DEFAULTS
         self._result: SeriesResult | None = None
         self.segments: list[tuple[int, int]] = []
         self.limits: list[spc.ImrLimits | None] = []
         self.baseline_ranges: list[tuple[int, int]] = []
         self.applied: AppliedTolerance | None = None
-        self._ewma: spc.EwmaResult | None = None
-        self._cusum: spc.CusumResult | None = None
 
     # --- the analysis -----------------------------------------------------------
 
-    def analyze(
-        self,
-        baseline_points: int = 30,
-        baseline_start: str | None = None,
-        baseline_end: str | None = None,
-        ruleset: str = "nelson",
-        min_baseline_points: int = 8,
-        ewma_lambda: float = 0.2,
-        ewma_L: float = 2.86,
-        cusum_k: float = 0.5,
-        cusum_h: float = 5.0,
-    ) -> SeriesAnalysis:
+    def analyze(self, options: AnalysisOptions | None = None,
+                **changes: object) -> SeriesAnalysis:
         """Run the analysis.
 
         Parameters
         ----------
-        baseline_points : int
-            Baseline = the first N points of each segment (default 30).
-        baseline_start, baseline_end : str, optional
-            Baseline = the points in this date range instead (inclusive).
-        ruleset : {"nelson", "western_electric", "both"}
-            Run rules to evaluate.
-        min_baseline_points : int
-            Fewer points than this: no control limits, tolerance check only.
-        ewma_lambda, ewma_L, cusum_k, cusum_h : float
-            Chart parameters (FACTS.md defaults).
+        options : AnalysisOptions, optional
+            The SPC parameters (default :class:`AnalysisOptions`, whose fields
+            document each default and its reference).
+        **changes
+            Fields of the options to change for this run, e.g.
+            ``baseline_points=20`` or ``ruleset="western_electric"``.
         """
+        opts = (options or _DEFAULTS).with_changes(**changes)
+        self.options = opts
         s = self.series
         dates, values = s.dates, np.asarray(s.values, dtype=float)
         n = values.size
-        notes: list[str] = []
         days = dates.astype("datetime64[s]").astype(np.int64) / SECONDS_PER_DAY
-
-        # Tolerance that applies (frequency inferred from the spacing of points).
-        spacing = float(np.median(np.diff(days))) if n > 1 else 1.0
-        frequency = frequency_of(spacing)
-        self.applied = self.tables.applicable(s.machine, s.test, s.unit, s.energy,
-                                              frequency)
+        notes = self._apply_tolerance(days)
         levels = (self.applied.levels(values) if self.applied
                   else np.full(n, "ok", dtype=object))
+        out_tol = (self.applied.beyond(values) if self.applied
+                   else np.zeros(n, dtype=bool))
+        chosen = self._segment(dates)
+        signals, z_current = self._chart_signals(dates, values, chosen)
+        a, b = self.segments[chosen]
+        lim = self.limits[chosen]
+        base_a, base_b = self.baseline_ranges[chosen]
+        if len(self.segments) > 1:
+            notes.append(f"{len(self.segments) - 1} baseline reset(s); the current "
+                         f"segment starts {iso(dates[a])}.")
+        if lim is None:
+            notes.append(
+                f"Only {base_b - base_a} baseline points in the current segment "
+                f"(at least {opts.min_baseline_points} needed): no control limits "
+                "yet; tolerance checked only.")
+        parts = self._current_segment(dates[a:b], values[a:b], lim, base_a, base_b,
+                                      signals)
+        signals.sort(key=lambda sig: (sig.date, sig.rule))
+        drift = self._drift(dates[a:b], values[a:b], days[a:b],
+                            base_b - base_a if lim is not None else 0)
+        latest_level = str(levels[-1]) if n else "ok"
+        status, reason = self._status(latest_level, drift, z_current)
+        self._result = SeriesResult(
+            machine=s.machine, test=s.test, energy=s.energy, unit=s.unit, n=int(n),
+            first_date=iso(dates[0]) if n else None,
+            last_date=iso(dates[-1]) if n else None,
+            latest_value=_r(values[-1]) if n else None,
+            latest_level=latest_level, status=status, status_reason=reason,
+            tolerance=(ToleranceApplied(**self.applied.as_dict())
+                       if self.applied else None),
+            out_of_tolerance=[iso(d) for d in dates[out_tol]],
+            out_of_action=[iso(d) for d in dates[levels == "action"]],
+            segment_start=iso(dates[a]) if n else None,
+            baseline_available=base_b - base_a,
+            baseline_needed=max(opts.min_baseline_points, 2),
+            signals=signals, drift=drift, notes=notes, chart=self._chart_data(),
+            **parts,
+        )
+        return self
+
+    def _apply_tolerance(self, days: np.ndarray) -> list[str]:
+        """Choose the tolerance row (frequency from the spacing of points)."""
+        s = self.series
+        spacing = float(np.median(np.diff(days))) if days.size > 1 else 1.0
+        self.applied = self.tables.applicable(s.machine, s.test, s.unit, s.energy,
+                                              frequency_of(spacing))
+        notes: list[str] = []
         if self.applied is None:
             notes.append(f"No tolerance row found for {s.test} in {s.unit}; "
                          "tolerance not checked.")
@@ -252,44 +173,53 @@ class SeriesAnalysis:
         if self.applied is not None and not self.applied.row.verified:
             notes.append("The tolerance row is unverified: check the original "
                          "report.")
-        out_tol = self._beyond_tolerance(values)
-        out_act = levels == "action"
+        return notes
 
-        # Segments split at baseline resets.
+    def _segment(self, dates: np.ndarray) -> int:
+        """Split at baseline resets; return the segment the baseline is in."""
+        n = dates.size
         cuts = [0]
-        for reset in s.resets:
+        for reset in self.series.resets:
             idx = int(np.searchsorted(dates, np.datetime64(reset, "s"), side="left"))
             if 0 < idx < n and idx not in cuts:
                 cuts.append(idx)
         cuts = sorted(cuts)
         self.segments = list(zip(cuts, [*cuts[1:], n], strict=True))
         chosen = len(self.segments) - 1
-        if baseline_start:
-            start_t = np.datetime64(baseline_start, "s")
+        if self.options.baseline_start:
+            start_t = np.datetime64(self.options.baseline_start, "s")
             for i, (a, b) in enumerate(self.segments):
                 if a < b and dates[a] <= start_t <= dates[b - 1]:
-                    chosen = i
-                    break
+                    return i
                 if dates[a] >= start_t:
-                    chosen = i
-                    break
+                    return i
+        return chosen
 
+    def _baseline_range(self, dates: np.ndarray, a: int, b: int,
+                        use_dates: bool) -> tuple[int, int]:
+        """Baseline points of one segment, relative to its start."""
+        opts = self.options
+        if not use_dates:
+            return 0, min(opts.baseline_points, b - a)
+        lo = np.datetime64(opts.baseline_start, "s")
+        hi = (np.datetime64(opts.baseline_end, "s") + np.timedelta64(1, "D")
+              if opts.baseline_end else dates[b - 1] + np.timedelta64(1, "s"))
+        in_range = np.flatnonzero((dates[a:b] >= lo) & (dates[a:b] < hi))
+        return (int(in_range[0]), int(in_range[-1]) + 1) if in_range.size else (0, 0)
+
+    def _chart_signals(self, dates: np.ndarray, values: np.ndarray,
+                       chosen: int) -> tuple[list[Signal], np.ndarray | None]:
+        """Control limits and run-rule signals of every segment."""
+        opts = self.options
         signals: list[Signal] = []
         self.limits, self.baseline_ranges = [], []
         z_current: np.ndarray | None = None
         for i, (a, b) in enumerate(self.segments):
             seg_vals = values[a:b]
-            if baseline_start and i == chosen:
-                lo = np.datetime64(baseline_start, "s")
-                hi = (np.datetime64(baseline_end, "s") + np.timedelta64(1, "D")
-                      if baseline_end else dates[b - 1] + np.timedelta64(1, "s"))
-                in_range = np.flatnonzero((dates[a:b] >= lo) & (dates[a:b] < hi))
-                base = (int(in_range[0]), int(in_range[-1]) + 1) if in_range.size \
-                    else (0, 0)
-            else:
-                base = (0, min(baseline_points, b - a))
+            base = self._baseline_range(dates, a, b,
+                                        bool(opts.baseline_start) and i == chosen)
             self.baseline_ranges.append((a + base[0], a + base[1]))
-            if base[1] - base[0] < max(min_baseline_points, 2):
+            if base[1] - base[0] < max(opts.min_baseline_points, 2):
                 self.limits.append(None)
                 continue
             lim = spc.imr_limits(seg_vals[base[0]:base[1]])
@@ -299,145 +229,130 @@ class SeriesAnalysis:
             z = (seg_vals - lim.center) / lim.sigma
             if i == chosen:
                 z_current = z
-            for rule, mask in spc.rule_masks(z, ruleset).items():
-                text = spc.RULES.get(ruleset, {}).get(rule) or _rule_text(rule)
+            for rule, mask in spc.rule_masks(z, opts.ruleset).items():
+                text = spc.RULES.get(opts.ruleset, {}).get(rule) or _rule_text(rule)
                 for j in _episodes(mask):
-                    signals.append(Signal(rule, iso(dates[a + j]),
-                                          float(seg_vals[j]), text))
+                    signals.append(Signal(rule=rule, date=iso(dates[a + j]),
+                                          value=float(seg_vals[j]),
+                                          description=text))
+        return signals, z_current
 
-        a, b = self.segments[chosen]
-        lim = self.limits[chosen]
-        base_a, base_b = self.baseline_ranges[chosen]
-        seg_dates, seg_vals = dates[a:b], values[a:b]
-        if len(self.segments) > 1:
-            notes.append(f"{len(self.segments) - 1} baseline reset(s); the current "
-                         f"segment starts {iso(dates[a])}.")
+    def _current_segment(self, seg_dates: np.ndarray, seg_vals: np.ndarray,
+                         lim: spc.ImrLimits | None, base_a: int, base_b: int,
+                         signals: list[Signal]) -> dict[str, object]:
+        """Baseline, limits, EWMA, CUSUM, capability of the current segment."""
+        opts = self.options
+        parts: dict[str, object] = {"baseline": None, "spc": None, "ewma": None,
+                                    "cusum": None, "capability": None,
+                                    "tg218": None}
         if lim is None:
-            notes.append(
-                f"Only {base_b - base_a} baseline points in the current segment "
-                f"(at least {min_baseline_points} needed): no control limits yet; "
-                "tolerance checked only.")
+            return parts
+        dates = self.series.dates
+        parts["baseline"] = Baseline(
+            n=lim.n, start=iso(dates[base_a]), end=iso(dates[base_b - 1]),
+            method=("date range" if opts.baseline_start else
+                    f"first {opts.baseline_points} points of the segment"))
+        parts["spc"] = _limits_part(lim, opts.ruleset)
+        if lim.sigma > 0:
+            ewma = spc.ewma(seg_vals, lim.center, lim.sigma, opts.ewma_lambda,
+                            opts.ewma_L)
+            cusum = spc.cusum((seg_vals - lim.center) / lim.sigma, opts.cusum_k,
+                              opts.cusum_h)
+            for name, result in (("EWMA", ewma), ("CUSUM", cusum)):
+                for j in _episodes(result.signal):
+                    signals.append(Signal(rule=name, date=iso(seg_dates[j]),
+                                          value=float(seg_vals[j]),
+                                          description=_rule_text(name)))
 
-        spc_info = baseline_info = ewma_info = cusum_info = cap = tg218 = None
-        if lim is not None:
-            baseline_info = {
-                "n": lim.n, "start": iso(dates[base_a]), "end": iso(dates[base_b - 1]),
-                "method": ("date range" if baseline_start else
-                           f"first {baseline_points} points of the segment"),
-            }
-            spc_info = {
-                "center": _r(lim.center), "ucl": _r(lim.ucl), "lcl": _r(lim.lcl),
-                "sigma": _r(lim.sigma), "mr_bar": _r(lim.mr_bar),
-                "mr_ucl": _r(lim.mr_ucl), "ruleset": ruleset,
-            }
-            if lim.sigma > 0:
-                self._ewma = spc.ewma(seg_vals, lim.center, lim.sigma, ewma_lambda,
-                                      ewma_L)
-                self._cusum = spc.cusum((seg_vals - lim.center) / lim.sigma,
-                                        cusum_k, cusum_h)
-                for name, result in (("EWMA", self._ewma), ("CUSUM", self._cusum)):
-                    for j in _episodes(result.signal):
-                        signals.append(Signal(name, iso(seg_dates[j]),
-                                              float(seg_vals[j]), _rule_text(name)))
-                first = lambda m: iso(seg_dates[m.argmax()]) if m.any() else None  # noqa: E731
-                ewma_info = {"lambda": ewma_lambda, "L": ewma_L,
-                             "first_signal": first(self._ewma.signal),
-                             "latest": _r(self._ewma.z[-1])}
-                cusum_info = {"k": cusum_k, "h": cusum_h,
-                              "first_signal": first(self._cusum.signal),
-                              "upper": _r(self._cusum.upper[-1]),
-                              "lower": _r(self._cusum.lower[-1])}
-            cap, tg218 = self._capability(lim)
-        signals.sort(key=lambda sig: (sig.date, sig.rule))
+            def first(m: np.ndarray) -> str | None:
+                return iso(seg_dates[m.argmax()]) if m.any() else None
 
-        drift = self._drift(seg_dates, seg_vals, days[a:b], base_b - base_a
-                            if lim is not None else 0)
-        latest_level = str(levels[-1]) if n else "ok"
-        status, reason = self._status(latest_level, drift, z_current)
-        self._result = SeriesResult(
-            machine=s.machine, test=s.test, energy=s.energy, unit=s.unit, n=int(n),
-            first_date=iso(dates[0]) if n else None,
-            last_date=iso(dates[-1]) if n else None,
-            latest_value=_r(values[-1]) if n else None,
-            latest_level=latest_level, status=status, status_reason=reason,
-            tolerance=self.applied.as_dict() if self.applied else None,
-            out_of_tolerance=[iso(d) for d in dates[out_tol]],
-            out_of_action=[iso(d) for d in dates[out_act]],
-            segment_start=iso(dates[a]) if n else None,
-            baseline=baseline_info, spc=spc_info, signals=signals, ewma=ewma_info,
-            cusum=cusum_info, capability=cap, tg218=tg218, drift=drift, notes=notes,
-        )
-        return self
+            parts["ewma"] = EwmaSummary(**{"lambda": opts.ewma_lambda},
+                                        L=opts.ewma_L,
+                                        first_signal=first(ewma.signal),
+                                        latest=_r(ewma.z[-1]))
+            parts["cusum"] = CusumSummary(k=opts.cusum_k, h=opts.cusum_h,
+                                          first_signal=first(cusum.signal),
+                                          upper=_r(cusum.upper[-1]),
+                                          lower=_r(cusum.lower[-1]))
+        parts["capability"], parts["tg218"] = self._capability(lim)
+        return parts
 
-    def _beyond_tolerance(self, values: np.ndarray) -> np.ndarray:
-        if self.applied is None:
-            return np.zeros(values.size, dtype=bool)
-        row = self.applied.row
-        if row.kind == "minimum":
-            return values < self.applied.limit
-        return np.abs(values - row.nominal) > self.applied.limit
+    def _chart_data(self) -> ChartData:
+        """The points and segments a control chart draws."""
+        segments = [
+            ChartSegment(start=a, end=b,
+                         limits=_limits_part(lim, self.options.ruleset)
+                         if lim is not None else None,
+                         baseline=(ba, bb) if bb > ba else None)
+            for (a, b), lim, (ba, bb) in zip(self.segments, self.limits,
+                                              self.baseline_ranges, strict=True)
+        ]
+        return ChartData(dates=self.series.dates,
+                         values=np.asarray(self.series.values, dtype=float),
+                         segments=segments)
 
-    def _capability(self, lim: spc.ImrLimits):
+    def _capability(self, lim: spc.ImrLimits
+                    ) -> tuple[Capability | None, TG218Limits | None]:
         if self.applied is None or lim.sigma <= 0:
             return None, None
-        row, limit = self.applied.row, self.applied.limit
-        if row.kind == "minimum":
-            target = 100.0 if row.unit == "%" else limit
-            c = spc.capability(lim.center, lim.sigma, limit, None, target)
-        else:
-            target = row.nominal
-            c = spc.capability(lim.center, lim.sigma, target - limit,
-                               target + limit, target)
+        lsl, usl, target = self.applied.spec_limits()
+        c = spc.capability(lim.center, lim.sigma, lsl, usl, target)
         low, high, width = spc.tg218_action_limits(lim.center, lim.sigma, target)
-        cap = {"cp": _r(c.cp, 3), "cpk": _r(c.cpk, 3), "cpm": _r(c.cpm, 3),
-               "lsl": c.lsl, "usl": c.usl, "target": target,
-               "capable": bool(c.cpk is not None and c.cpk >= 1.0)}
-        tg218 = {"lower_action_limit": _r(low), "upper_action_limit": _r(high),
-                 "action_width": _r(width), "target": target, "beta": 6.0,
-                 "lower_tolerance_limit_lcl": _r(lim.lcl)}
+        cap = Capability(cp=_r(c.cp, 3), cpk=_r(c.cpk, 3), cpm=_r(c.cpm, 3),
+                         lsl=c.lsl, usl=c.usl, target=target,
+                         capable=bool(c.cpk is not None and c.cpk >= 1.0))
+        tg218 = TG218Limits(lower_action_limit=_r(low), upper_action_limit=_r(high),
+                            action_width=_r(width), target=target, beta=6.0,
+                            lower_tolerance_limit_lcl=_r(lim.lcl))
         return cap, tg218
 
     def _drift(self, dates, values, days, n_base: int) -> DriftVerdict:
-        method = (f"self-starting CUSUM (k={DRIFT_K}, h={DRIFT_H}) over the last "
-                  f"{DRIFT_WINDOW} measurements after the baseline of the current "
-                  "segment")
+        opts = self.options
+        method = (f"self-starting CUSUM (k={opts.drift_k}, h={opts.drift_h}) over "
+                  f"the last {opts.drift_window} measurements after the baseline "
+                  "of the current segment")
         if n_base < 3 or values.size <= n_base:
-            return DriftVerdict(False, 0, None, None, None, None, None, None, None,
-                                method, "Not enough points after the baseline for "
-                                "a drift verdict.")
-        skipped = max(0, values.size - n_base - DRIFT_WINDOW)
+            return DriftVerdict(
+                detected=False, direction=0, onset=None, signal_date=None,
+                slope_per_day=None, slope_ci=None, trend_p_value=None,
+                projected_crossing=None, projected_action_crossing=None,
+                method=method, evidence="Not enough points after the baseline "
+                "for a drift verdict.")
+        skipped = max(0, values.size - n_base - opts.drift_window)
         n_base += skipped  # indices below are relative to the window start
         scores = spc.self_starting_scores(values, n_base - skipped, first=n_base)
-        cs = spc.cusum(np.nan_to_num(scores, nan=0.0), DRIFT_K, DRIFT_H)
+        cs = spc.cusum(np.nan_to_num(scores, nan=0.0), opts.drift_k, opts.drift_h)
         detected = bool(cs.signal.any())
         direction, onset_idx, signal_idx = 0, None, None
         if detected:
             j = int(cs.signal.argmax())
-            up = cs.upper[j] > DRIFT_H
+            up = cs.upper[j] > opts.drift_h
             direction = 1 if up else -1
             side = cs.upper if up else cs.lower
             zeros = np.flatnonzero(side[: j + 1] == 0)
             onset_idx = n_base + (int(zeros[-1]) + 1 if zeros.size else 0)
             signal_idx = n_base + j
         # Trend: since the onset when known, else over the recent points.
-        lo = onset_idx if onset_idx is not None else max(0, values.size - TREND_WINDOW)
+        lo = (onset_idx if onset_idx is not None
+              else max(0, values.size - opts.trend_window))
         if values.size - lo < 5:
             lo = max(0, values.size - 5)
         trend = spc.robust_trend(days[lo:], values[lo:])
         crossing = action_crossing = None
-        significant = trend.p_value < 0.05
-        if significant and self.applied is not None:
+        if trend.p_value < 0.05 and self.applied is not None:
             crossing, action_crossing = self._crossings(trend, days[-1], values[-1])
         if detected:
-            before = values[max(0, onset_idx - DRIFT_WINDOW):onset_idx].mean()
+            before = values[max(0, onset_idx - opts.drift_window):onset_idx].mean()
             evidence = (
                 f"CUSUM signalled on {iso(dates[signal_idx])} "
                 f"({'upward' if direction > 0 else 'downward'}); change estimated "
                 f"to start {iso(dates[onset_idx])}. Mean before {before:.3g}, "
                 f"since {values[onset_idx:].mean():.3g}.")
         else:
-            evidence = (f"No sustained change: the CUSUM stayed below h={DRIFT_H} "
-                        f"over the last {values.size - n_base} points.")
+            evidence = (f"No sustained change: the CUSUM stayed below "
+                        f"h={opts.drift_h} over the last {values.size - n_base} "
+                        "points.")
         evidence += (f" Theil-Sen slope {trend.slope_per_day:.4g} per day "
                      f"(95% CI {trend.slope_low:.3g} to {trend.slope_high:.3g}), "
                      f"Mann-Kendall p={trend.p_value:.3g} over {trend.n} points.")
@@ -504,19 +419,27 @@ class SeriesAnalysis:
 
     def results(self) -> str:
         """A plain-text report of the analysis."""
-        return format_result(self.results_data())
+        from agent.qa.presentation import result_text
+
+        return result_text(self.results_data())
 
     def plot(self):
         """Interactive Plotly control chart (see :mod:`agent.qa.charts`)."""
         from agent.qa.charts import control_chart
 
-        return control_chart(self)
+        return control_chart(self.results_data())
 
     def save_png(self, path) -> None:
         """Static PNG control chart for reports."""
         from agent.qa.charts import control_chart_png
 
-        control_chart_png(self, path)
+        control_chart_png(self.results_data(), path)
+
+
+def _limits_part(lim: spc.ImrLimits, ruleset: str) -> ControlLimits:
+    return ControlLimits(center=_r(lim.center), ucl=_r(lim.ucl), lcl=_r(lim.lcl),
+                         sigma=_r(lim.sigma), mr_bar=_r(lim.mr_bar),
+                         mr_ucl=_r(lim.mr_ucl), ruleset=ruleset)
 
 
 _EXTRA_RULES = {
@@ -532,58 +455,10 @@ def _rule_text(rule: str) -> str:
     return _EXTRA_RULES.get(rule, rule)
 
 
-def format_result(r: SeriesResult) -> str:
-    """Human-readable text for one analysed series."""
-    unit = r.unit
-    lines = [f"{r.label}: {r.status.upper()} ({r.status_reason})",
-             f"  {r.n} measurements {r.first_date} to {r.last_date}; latest "
-             f"{r.latest_value:g} {unit}"]
-    if r.tolerance:
-        t = r.tolerance
-        act = (f", action {t['action_limit']:g}" if t["action_limit"] is not None
-               else "")
-        lines.append(f"  Tolerance {t['limit']:g} {t['unit']}{act} ({t['source']}; "
-                     f"{t['description']}, class {t['machine_class']})")
-        lines.append(f"  Out of tolerance: {len(r.out_of_tolerance)} measurement(s)"
-                     + (f", last {r.out_of_tolerance[-1]}" if r.out_of_tolerance
-                        else ""))
-    if r.spc:
-        s = r.spc
-        lines.append(f"  I-MR: centre {s['center']:.3g}, limits {s['lcl']:.3g} to "
-                     f"{s['ucl']:.3g} (sigma {s['sigma']:.3g}; baseline "
-                     f"{r.baseline['n']} points {r.baseline['start']} to "
-                     f"{r.baseline['end']})")
-    d = r.drift
-    verdict = "DRIFT" if d.detected else "no drift"
-    lines.append(f"  Drift verdict: {verdict}. {d.evidence}")
-    if d.projected_crossing:
-        lines.append(f"  Projected to reach the tolerance on {d.projected_crossing}")
-    if r.signals:
-        recent = r.signals[-5:]
-        lines.append("  Signals (latest): " + "; ".join(
-            f"{s.rule} {s.date}" for s in recent) + f" ({len(r.signals)} in all)")
-    if r.capability and r.capability.get("cpk") is not None:
-        c = r.capability
-        lines.append(f"  Capability: Cp {c['cp']}, Cpk {c['cpk']}, Cpm {c['cpm']}")
-    for note in r.notes:
-        lines.append(f"  Note: {note}")
-    return "\n".join(lines)
-
-
 def sort_worst_first(results: list[SeriesResult]) -> list[SeriesResult]:
-    """Order by status, then drift, then how close the latest value is to its limit."""
-
-    def margin(r: SeriesResult) -> float:
-        if not r.tolerance or r.latest_value is None or not r.tolerance["limit"]:
-            return 0.0
-        if r.tolerance["kind"] == "minimum":
-            return (100.0 - r.latest_value) / max(100.0 - r.tolerance["limit"], 1e-9)
-        return abs(r.latest_value) / r.tolerance["limit"]
-
-    return sorted(results, key=lambda r: (-STATUS_RANK[r.status],
-                                          not r.drift.detected, -margin(r),
-                                          r.machine, r.test, r.energy))
+    """Worst first (see :func:`agent.qa.result.worst_first`)."""
+    return worst_first(results)
 
 
-__all__ = ["SeriesAnalysis", "SeriesResult",
-           "format_result", "iso", "sort_worst_first"]
+__all__ = ["DRIFT_H", "DRIFT_K", "SeriesAnalysis", "SeriesResult", "iso",
+           "sort_worst_first"]

@@ -7,48 +7,47 @@ tolerance and action bands, the baseline shaded and the signals marked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from agent.qa.analysis import SeriesAnalysis
+from agent.qa.presentation import chart_title
+from agent.qa.result import SeriesResult
 
 
-def _chart_parts(analysis: SeriesAnalysis) -> dict:
-    """The chart's data, shared by both renderers."""
-    result = analysis.results_data()
-    s = analysis.series
-    dates = s.dates.astype("datetime64[s]").astype("O")
+def _chart_parts(result: SeriesResult) -> dict[str, Any]:
+    """The chart's data, shared by both renderers (from the result alone)."""
+    if result.chart is None:
+        raise ValueError(f"{result.label}: the result carries no chart data (it "
+                         "was read back from JSON); analyse the series again")
+    chart = result.chart
+    dates = chart.dates.astype("datetime64[s]").astype("O")
     segments = []
-    for (a, b), lim, (ba, bb) in zip(analysis.segments, analysis.limits,
-                                      analysis.baseline_ranges, strict=True):
-        if b <= a:
+    for seg in chart.segments:
+        if seg.end <= seg.start:
             continue
+        base = seg.baseline
         segments.append({
-            "start": dates[a], "end": dates[b - 1], "limits": lim,
-            "baseline": (dates[ba], dates[bb - 1]) if bb > ba else None,
+            "start": dates[seg.start], "end": dates[seg.end - 1],
+            "limits": seg.limits,
+            "baseline": (dates[base[0]], dates[base[1] - 1]) if base else None,
         })
-    signal_dates = {}
+    signal_dates: dict[str, list[str]] = {}
     for sig in result.signals:
         if sig.rule in ("EWMA", "CUSUM"):
             continue
         signal_dates.setdefault(sig.date, []).append(sig.rule)
-    bands = analysis.applied.bands() if analysis.applied else {}
-    title = f"{result.label}: {result.status.upper()}"
-    if result.drift.detected:
-        title += f", drift since {result.drift.onset}"
-    return {"result": result, "dates": dates, "values": np.asarray(s.values),
+    bands = result.tolerance.bands() if result.tolerance else {}
+    return {"result": result, "dates": dates, "values": np.asarray(chart.values),
             "segments": segments, "signals": signal_dates, "bands": bands,
-            "title": title}
+            "title": chart_title(result)}
 
 
-def control_chart(analysis: SeriesAnalysis):
+def control_chart(result: SeriesResult) -> Any:
     """Interactive Plotly control chart of an analysed series."""
     import plotly.graph_objects as go
 
-    parts = _chart_parts(analysis)
-    result = parts["result"]
+    parts = _chart_parts(result)
     fig = go.Figure()
     for seg in parts["segments"]:
         if seg["baseline"]:
@@ -97,7 +96,7 @@ def control_chart(analysis: SeriesAnalysis):
     return fig
 
 
-def control_chart_png(analysis: SeriesAnalysis, path: str | Path,
+def control_chart_png(result: SeriesResult, path: str | Path,
                       dpi: int = 120) -> Path:
     """Write a static PNG control chart (matplotlib, no browser needed)."""
     import matplotlib
@@ -105,8 +104,7 @@ def control_chart_png(analysis: SeriesAnalysis, path: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = _chart_parts(analysis)
-    result = parts["result"]
+    parts = _chart_parts(result)
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=dpi)
     for seg in parts["segments"]:
         if seg["baseline"]:

@@ -7,7 +7,10 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from agent.qa.analysis import SeriesAnalysis, SeriesResult, sort_worst_first
+from agent.qa.analysis import SeriesAnalysis
+from agent.qa.options import AnalysisOptions
+from agent.qa.result import SeriesResult
+from agent.qa.result import worst_first as sort_worst_first
 from agent.qa.store import MeasurementStore, SeriesData
 from agent.qa.tolerances import ToleranceTables
 
@@ -17,14 +20,14 @@ PARALLEL_FROM = 200
 
 def _analyze_chunk(args) -> list[SeriesResult]:
     chunk, tables, options = args
-    return [SeriesAnalysis(s, tables).analyze(**options).results_data()
+    return [SeriesAnalysis(s, tables).analyze(options).results_data()
             for s in chunk]
 
 
 def analyze_fleet(
     series: list[SeriesData],
     tables: ToleranceTables,
-    options: dict | None = None,
+    options: AnalysisOptions | None = None,
     workers: int | None = None,
 ) -> list[SeriesResult]:
     """Analyse all series with the same options; worst first.
@@ -33,13 +36,12 @@ def analyze_fleet(
     ----------
     series : list of SeriesData
     tables : ToleranceTables
-    options : dict, optional
-        Keyword arguments of :meth:`SeriesAnalysis.analyze`.
+    options : AnalysisOptions, optional
+        The SPC options (default :class:`AnalysisOptions`).
     workers : int, optional
         Processes to use; default one per CPU core for large fleets, one
         process below :data:`PARALLEL_FROM` series.
     """
-    options = options or {}
     if workers is None:
         workers = (os.cpu_count() or 1) if len(series) >= PARALLEL_FROM else 1
     if workers <= 1:
@@ -62,25 +64,27 @@ def _load_and_analyze(args) -> list[SeriesResult]:
 
 
 def analyze_store_fleet(
-    url: str,
+    store: MeasurementStore,
     tables: ToleranceTables,
-    options: dict | None = None,
+    options: AnalysisOptions | None = None,
     workers: int | None = None,
 ) -> list[SeriesResult]:
     """Analyse every series in the store, worst first.
 
-    Each worker process loads its own share of the series and analyses it, so
-    that reading the rows runs on all cores too; results are the same as
-    ``analyze_fleet(store.load_series(), ...)``.
+    Each worker process loads its own share of the series (with its own
+    database engine: one must never be shared across fork) and analyses it,
+    so that reading the rows runs on all cores too; results are the same as
+    ``analyze_fleet(store.load_series(), ...)``. One process reads through
+    ``store`` itself.
     """
-    options = options or {}
-    store = MeasurementStore(url)
     ids = store.series_ids()
-    store.engine.dispose()
     if workers is None:
         workers = (os.cpu_count() or 1) if len(ids) >= PARALLEL_FROM else 1
     if workers <= 1:
-        return sort_worst_first(_load_and_analyze((url, ids, tables, options)))
+        return sort_worst_first(_analyze_chunk((store.load_series(), tables,
+                                                options)))
+    url = store.url
+    store.engine.dispose()  # no pooled connection is inherited by the workers
     # Contiguous blocks of ids: rows are stored series by series, so each
     # worker reads one stretch of the table.
     ids = sorted(ids)
@@ -91,24 +95,3 @@ def analyze_store_fleet(
                          [(url, share, tables, options) for share in shares])
         results = [r for part in parts for r in part]
     return sort_worst_first(results)
-
-
-def fleet_table(results: list[SeriesResult]) -> str:
-    """A fixed-width table for the terminal."""
-    header = (f"{'status':7} {'machine':12} {'test':20} {'energy':6} {'n':>5} "
-              f"{'latest':>8} {'limit':>6} {'drift':>6} {'onset':10}  reason")
-    lines = [header, "-" * len(header)]
-    for r in results:
-        limit = r.tolerance["limit"] if r.tolerance else None
-        drift = {1: "up", -1: "down"}.get(r.drift.direction, "-")
-        lines.append(
-            f"{r.status:7} {r.machine[:12]:12} {r.test[:20]:20} {r.energy:6} "
-            f"{r.n:>5} {r.latest_value if r.latest_value is not None else '':>8} "
-            f"{limit if limit is not None else '-':>6} {drift:>6} "
-            f"{r.drift.onset or '':10}  {r.status_reason}"
-        )
-    counts = {s: sum(r.status == s for r in results) for s in ("action", "watch",
-                                                               "ok")}
-    lines.append(f"\n{len(results)} series: {counts['action']} action, "
-                 f"{counts['watch']} watch, {counts['ok']} ok")
-    return "\n".join(lines)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.qa.names import TESTS, canonical_energy, canonical_test
+from agent.errors import UserError
+from agent.vocabulary import TESTS, canonical_energy, canonical_test
 
 #: Columns of the canonical measurement table.
 COLUMNS = [
@@ -88,7 +89,7 @@ class RowError:
         return f"{where}: {self.reason}"
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """The input as a whole cannot be used (exit code 2 on the command line)."""
 
 

@@ -1,8 +1,9 @@
 """PDF QA reports: one machine, one period, every series with its evidence.
 
-In the style of pylinac: ``QAReport(settings, machine, start, end, data)``
-loads and analyses the machine's series (the same selection and analysis path
-as ``qa-agent analyze``), then ``write(path)`` produces the PDF (fpdf2):
+In the style of pylinac: ``QAReport(engine, machine, start, end)`` loads and
+analyses the machine's series through the :class:`~agent.engine.QAEngine`
+(the same selection and analysis path as ``qa-agent analyze``), then
+``write(path)`` produces the PDF (fpdf2):
 
 * a title page with the machine, its class from the machine registry, the
   period the data actually cover, when and with which software version the
@@ -15,7 +16,8 @@ as ``qa-agent analyze``), then ``write(path)`` produces the PDF (fpdf2):
 * a sign-off block (reviewed by, signature, date).
 
 No LLM and no UI here; the CLI (``qa-agent report``) and the app call
-:func:`write_report`.
+``QAEngine.report`` (or :func:`agent.engine.write_report`). Every phrase
+comes from :mod:`agent.qa.presentation`.
 """
 
 from __future__ import annotations
@@ -26,24 +28,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from agent.config import PROJECT_ROOT, Settings
-from agent.qa import analysis as analysis_module
-from agent.qa.analysis import SeriesAnalysis, SeriesResult, sort_worst_first
+from agent.qa import presentation
+from agent.qa.charts import control_chart_png
 from agent.qa.importers import RowError
-from agent.qa.selection import (
-    SelectionError,
-    analysis_options,
-    check_dates,
-    load_tables,
-    select_series,
-)
+from agent.qa.result import SeriesResult
+from agent.qa.selection import SelectionError, check_dates
 from agent.qa.spc import RULES
 from agent.qa.tolerances import ToleranceTables
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.engine import QAEngine
 
 #: Page geometry (A4, millimetres).
 PAGE_MARGIN = 15.0
@@ -105,44 +106,6 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "machine"
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    """A number for a table: a few significant digits, or an en dash."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    return f"{value:.{digits}g}"
-
-
-def _value(value: float | None, unit: str) -> str:
-    """A measured value with its unit ("0 %", never "-0 %")."""
-    if value is None:
-        return "–"
-    return f"{value + 0.0:g} {unit}".strip()
-
-
-def _p_value(p: float | None) -> str:
-    if p is None:
-        return "p not available"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
-
-
-def _tolerance_text(tol: dict | None) -> str:
-    """"±3 %" for a deviation row, "≥ 95 %" for a minimum, "none" without a row."""
-    if not tol or tol.get("limit") is None:
-        return "none"
-    unit = tol.get("unit") or ""
-    if tol.get("kind") == "minimum":
-        return f"≥ {tol['limit']:g} {unit}".strip()
-    return f"±{tol['limit']:g} {unit}".strip()
-
-
-def _drift_text(r: SeriesResult) -> str:
-    d = r.drift
-    if not d.detected:
-        return "no"
-    way = {1: "up", -1: "down"}.get(d.direction, "")
-    return f"yes, {way} since {d.onset}" if way else f"yes, since {d.onset}"
-
-
 @dataclass(frozen=True)
 class ChartPlacement:
     """Where a series' control chart sits in the PDF (for checks and links)."""
@@ -160,15 +123,13 @@ class QAReport:
 
     Parameters
     ----------
-    settings : Settings
-        Application settings (data directory, store, tolerance tables, SPC
-        defaults).
+    engine : QAEngine
+        Gives the settings, the series (store or ``--data`` file), the
+        tolerance tables and the analysis.
     machine : str
         The machine, spelled forgivingly ("truebeam 2", "TB2").
     start, end : str, optional
         First and last date (YYYY-MM-DD, both included); default: all data.
-    data : Path, optional
-        A CSV/XLSX file to report on instead of the measurement store.
 
     Raises
     ------
@@ -179,32 +140,29 @@ class QAReport:
 
     def __init__(
         self,
-        settings: Settings,
+        engine: QAEngine,
         machine: str,
         start: str | None = None,
         end: str | None = None,
-        data: Path | None = None,
     ) -> None:
         check_dates(start=start, end=end)
         if start and end and np.datetime64(start, "D") > np.datetime64(end, "D"):
             raise SelectionError(f"--start {start} is after --end {end}; swap them")
         if not machine or not machine.strip():
             raise SelectionError("name the machine to report on (--machine NAME)")
-        self.settings = settings
+        settings = engine.settings
+        self.settings: Settings = settings
         self.start = start
         self.end = end
-        self.data = Path(data) if data is not None else None
-        self.tables: ToleranceTables = load_tables(settings)
-        self.options = analysis_options(settings)
-        series, self.errors = self._select(machine)
+        self.data = engine.data
+        self.tables: ToleranceTables = engine.tables
+        self.options = engine.options()
+        series = self._select(engine, machine)
+        run = engine.analyse(series[0].machine, start=start, end=end,
+                             options=self.options)
+        self.errors: list[RowError] = run.errors
         self.machine = series[0].machine
-        analyses = [SeriesAnalysis(s, self.tables).analyze(**self.options)
-                    for s in series]
-        by_result = {id(a.results_data()): a for a in analyses}
-        self.results: list[SeriesResult] = sort_worst_first(
-            [a.results_data() for a in analyses])
-        self.analyses: list[SeriesAnalysis] = [by_result[id(r)]
-                                               for r in self.results]
+        self.results: list[SeriesResult] = run.results
         first = min(s.dates.min() for s in series)
         last = max(s.dates.max() for s in series)
         self.covered: tuple[str, str] = (str(first.astype("datetime64[D]")),
@@ -221,17 +179,15 @@ class QAReport:
 
     # --- loading ----------------------------------------------------------------
 
-    def _select(self, machine: str) -> tuple[list, list[RowError]]:
+    def _select(self, engine: QAEngine, machine: str) -> list:
         try:
-            return select_series(self.settings, self.data, machine, None, None,
-                                 self.start, self.end)
+            return engine.select(machine, start=self.start, end=self.end)[0]
         except SelectionError:
             if not (self.start or self.end):
                 raise
         # Nothing in the period: say what the machine's data do cover (or
         # re-raise the plain error when the machine itself is unknown).
-        series, _ = select_series(self.settings, self.data, machine, None, None,
-                                  None, None)
+        series, _ = engine.select(machine)
         first = min(s.dates.min() for s in series).astype("datetime64[D]")
         last = max(s.dates.max() for s in series).astype("datetime64[D]")
         raise SelectionError(
@@ -268,9 +224,8 @@ class QAReport:
         pdf.set_creator(f"linac-qa-agent {self.version}")
         with tempfile.TemporaryDirectory(prefix="qa-report-") as tmp:
             self._title_page(pdf)
-            for n, (result, analysis) in enumerate(
-                    zip(self.results, self.analyses, strict=True), start=1):
-                self._series_section(pdf, n, result, analysis, Path(tmp))
+            for n, result in enumerate(self.results, start=1):
+                self._series_section(pdf, n, result, Path(tmp))
             self._sources(pdf)
             self._sign_off(pdf)
             pdf.output(str(path))
@@ -324,10 +279,12 @@ class QAReport:
                     "Drift")
         body = []
         for r in self.results:
-            last = _value(r.latest_value, r.unit)
+            last = presentation.quantity(r.latest_value, r.unit)
+            drift = ("no" if not r.drift.detected
+                     else f"yes, {presentation.drift_since(r.drift)}")
             body.append(((r.test, r.energy or "–", str(r.n), last,
-                          _tolerance_text(r.tolerance), r.status.upper(),
-                          _drift_text(r)), r.status))
+                          presentation.limit_text(r), r.status.upper(), drift),
+                         r.status))
         pdf.font(8.5)
         with pdf.table(col_widths=(44, 16, 12, 24, 22, 18, 44),
                        width=CONTENT_WIDTH, text_align=("LEFT", "LEFT", "RIGHT",
@@ -346,7 +303,7 @@ class QAReport:
         pdf.add_page()
 
     def _series_section(self, pdf: ReportPDF, n: int, r: SeriesResult,
-                        analysis: SeriesAnalysis, tmp: Path) -> None:
+                        tmp: Path) -> None:
         pdf.keep_space(SECTION_MIN_HEIGHT)
         pdf.font(12, "B")
         pdf.set_fill_color(*STATUS_FILL[r.status])
@@ -354,18 +311,16 @@ class QAReport:
                  new_x="LMARGIN", new_y="NEXT")
         pdf.set_fill_color(255, 255, 255)
         pdf.font(9.5)
-        pdf.paragraph(f"Verdict: {r.status.upper()} ({r.status_reason}).", 5)
+        pdf.paragraph(presentation.verdict_paragraph(r), 5)
         pdf.ln(1)
-        from agent.qa.charts import control_chart_png
-
-        png = control_chart_png(analysis, tmp / f"chart_{n}.png", dpi=CHART_DPI)
+        png = control_chart_png(r, tmp / f"chart_{n}.png", dpi=CHART_DPI)
         x, y = pdf.l_margin, pdf.get_y()
         pdf.image(str(png), x=x, y=y, w=CHART_WIDTH, h=CHART_HEIGHT,
                   alt_text=f"Control chart of {r.label}")
         self.charts.append(ChartPlacement(r.label, pdf.page_no(), x, y,
                                           CHART_WIDTH, CHART_HEIGHT))
         pdf.set_y(y + CHART_HEIGHT + 1.5)
-        pdf.numbers_table(self._numbers(r))
+        pdf.numbers_table(presentation.number_rows(r))
         if r.drift.evidence:
             pdf.ln(1)
             pdf.font(8)
@@ -381,48 +336,6 @@ class QAReport:
                 pdf.paragraph(f"Note: {note}", 4)
         pdf.ln(5)
 
-    def _numbers(self, r: SeriesResult) -> list[tuple[str, str]]:
-        unit = r.unit
-        level = {"ok": "within tolerance", "inspection": "inspection level",
-                 "action": "beyond tolerance"}.get(r.latest_level, r.latest_level)
-        last = (f"{_value(r.latest_value, unit)} on {r.last_date} ({level})"
-                if r.latest_value is not None else "–")
-        s, b = r.spc, r.baseline
-        rows = [("Measurements", f"{r.n}, {r.first_date} to {r.last_date}"),
-                ("Last value", last)]
-        if s:
-            rows += [
-                ("Centre line", f"{_num(s['center'], 4)} {unit}"),
-                ("Control limits", f"{_num(s['lcl'], 4)} to {_num(s['ucl'], 4)} "
-                                   f"{unit} (sigma {_num(s['sigma'])})"),
-                ("Baseline", f"{b['n']} points, {b['start']} to {b['end']}"),
-            ]
-        else:
-            rows.append(("Control limits", "none: too few baseline points"))
-        cap = r.capability
-        if cap and cap.get("cpk") is not None:
-            rows.append(("Capability", f"Cpk {_num(cap['cpk'])}, Cp "
-                                       f"{_num(cap['cp'])}, Cpm {_num(cap['cpm'])}"))
-        rows.append(("Out of tolerance", f"{len(r.out_of_tolerance)} measurement(s)"
-                     + (f", last {r.out_of_tolerance[-1]}" if r.out_of_tolerance
-                        else "")))
-        d = r.drift
-        rows.append(("Drift", _drift_text(r)))
-        if d.slope_per_day is not None:
-            ci = (f" (95% CI {_num(d.slope_ci[0])} to {_num(d.slope_ci[1])})"
-                  if d.slope_ci else "")
-            rows.append(("Trend", f"{_num(d.slope_per_day)} {unit}/day{ci}, "
-                                  f"{_p_value(d.trend_p_value)}"))
-        if d.projected_crossing or d.projected_action_crossing:
-            text = f"tolerance {d.projected_crossing or '–'}"
-            if d.projected_action_crossing:
-                text += f", action {d.projected_action_crossing}"
-            rows.append(("Projected crossing", text))
-        rows.append(("Signals", f"{len(r.signals)}" + (
-            f", latest {r.signals[-1].date} ({r.signals[-1].rule})"
-            if r.signals else "")))
-        return rows
-
     def _tolerance_rows(self, pdf: ReportPDF, r: SeriesResult) -> None:
         pdf.keep_space(22)
         pdf.font(9.5, "B")
@@ -433,10 +346,9 @@ class QAReport:
             pdf.paragraph(f"No tolerance row covers {r.test} in {r.unit}: "
                           "only the control chart was checked.", 4.5)
             return
-        action = (f"±{t['action_limit']:g}" if t["action_limit"] is not None
-                  else "–")
-        machine_class = t["machine_class"] + (" (assumed)"
-                                              if t["machine_class_assumed"] else "")
+        action = f"±{t.action_limit:g}" if t.action_limit is not None else "–"
+        machine_class = t.machine_class + (" (assumed)"
+                                           if t.machine_class_assumed else "")
         pdf.font(7.5)
         with pdf.table(col_widths=(44, 32, 20, 17, 18, 12, 37),
                        width=CONTENT_WIDTH, text_align="LEFT",
@@ -445,8 +357,8 @@ class QAReport:
                        ) as table:
             table.row(("Row", "Description", "Frequency", "Class", "Tolerance",
                        "Action", "Source"))
-            table.row((t["id"], t["description"], t["frequency"], machine_class,
-                       _tolerance_text(t), action, t["source"]))
+            table.row((t.id, t.description, t.frequency, machine_class,
+                       presentation.limit_text(r), action, t.source))
 
     def _signals(self, pdf: ReportPDF, r: SeriesResult) -> None:
         pdf.keep_space(20)
@@ -480,7 +392,7 @@ class QAReport:
         for r in self.results:
             if not r.tolerance:
                 continue
-            row = next(x for x in self.tables.rows if x.id == r.tolerance["id"])
+            row = next(x for x in self.tables.rows if x.id == r.tolerance.id)
             doc = documents.setdefault(row.document or row.table, {
                 "citation": row.citation, "rows": {}, "institutional": False})
             doc["rows"][row.id] = row.table
@@ -518,7 +430,7 @@ class QAReport:
 
     def _methods(self) -> list[str]:
         o = self.options
-        ruleset = o["ruleset"]
+        ruleset = o.ruleset
         rule_sets = ("nelson", "western_electric") if ruleset == "both" else (
             ruleset,)
         rules = "; ".join(f"{k}: {v}" for name in rule_sets
@@ -526,16 +438,16 @@ class QAReport:
         return [
             "Individuals and moving-range (I-MR) chart per segment between "
             "baseline resets: centre line and 3-sigma control limits from the "
-            f"first {o['baseline_points']} points of the segment (sigma = mean "
-            f"moving range / 1.128); at least {o['min_baseline_points']} "
+            f"first {o.baseline_points} points of the segment (sigma = mean "
+            f"moving range / 1.128); at least {o.min_baseline_points} "
             "baseline points are needed for limits.",
             f"Run rules ({ruleset.replace('_', ' ')}): {rules}.",
-            f"EWMA chart, lambda = {o['ewma_lambda']:g}, L = {o['ewma_L']:g}; "
-            f"tabular CUSUM, k = {o['cusum_k']:g}, h = {o['cusum_h']:g} "
+            f"EWMA chart, lambda = {o.ewma_lambda:g}, L = {o.ewma_L:g}; "
+            f"tabular CUSUM, k = {o.cusum_k:g}, h = {o.cusum_h:g} "
             "(in sigma units).",
             "Drift verdict: self-starting two-sided CUSUM (Hawkins 1987), "
-            f"k = {analysis_module.DRIFT_K:g}, h = {analysis_module.DRIFT_H:g}, "
-            f"over the last {analysis_module.DRIFT_WINDOW} measurements after "
+            f"k = {o.drift_k:g}, h = {o.drift_h:g}, "
+            f"over the last {o.drift_window} measurements after "
             "the baseline; a single run rule firing is evidence, not a drift.",
             "Trend: Theil-Sen slope with its 95% confidence interval and the "
             "Mann-Kendall test; the projected crossing extends a significant "
@@ -689,36 +601,4 @@ def _register_fonts(pdf: FPDF) -> str:
     return "helvetica"
 
 
-def write_report(
-    settings: Settings,
-    machine: str,
-    start: str | None = None,
-    end: str | None = None,
-    out: str | Path | None = None,
-    data: Path | None = None,
-) -> Path:
-    """Write the PDF QA report of a machine and period; return its path.
-
-    Parameters
-    ----------
-    settings : Settings
-        Application settings.
-    machine : str
-        The machine (forgiving spelling).
-    start, end : str, optional
-        First and last date, YYYY-MM-DD (both included); default: all data.
-    out : str or Path, optional
-        Where to write; default ``<data_dir>/reports/<machine>_<start>_<end>.pdf``.
-    data : Path, optional
-        A CSV/XLSX file instead of the measurement store.
-
-    Raises
-    ------
-    SelectionError
-        Unknown machine, malformed dates or no data in the period.
-    """
-    return QAReport(settings, machine, start, end, data).write(out)
-
-
-__all__ = ["ChartPlacement", "QAReport", "ReportPDF", "software_version",
-           "write_report"]
+__all__ = ["ChartPlacement", "QAReport", "ReportPDF", "software_version"]

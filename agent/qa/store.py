@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent.errors import ServiceError
 from agent.qa.importers import ImportResult, RowError, read_measurements
 
 metadata = MetaData()
@@ -100,7 +101,7 @@ event_table = Table(
 )
 
 
-class StoreError(RuntimeError):
+class StoreError(ServiceError):
     """The database cannot be reached or used; the message says what to do."""
 
 
@@ -379,6 +380,12 @@ class MeasurementStore:
             frame[col.replace("_t", "")] = pd.to_datetime(frame[col], unit="s")
         return frame.drop(columns=["first_t", "last_t"])
 
+    def machines(self) -> list[str]:
+        """Names of the machines with stored series (cheap: the series table)."""
+        with self.engine.connect() as conn:
+            return sorted({r[0] for r in conn.execute(
+                select(series_table.c.machine).distinct())})
+
     def series_ids(self) -> list[int]:
         """Ids of all series (cheap: the series table only)."""
         with self.engine.connect() as conn:
@@ -407,25 +414,28 @@ class MeasurementStore:
         """Load series matching the filters, with their baseline resets.
 
         Filters compare exactly with canonical names; resolve user spelling
-        first (:mod:`agent.qa.names`).
+        first (:mod:`agent.vocabulary`).
         """
+        query = select(series_table)
+        c = series_table.c
+        if machine:
+            query = query.where(c.machine == machine)
+        if test:
+            query = query.where(c.test == test)
+        if energy and energy != "*":  # None, "" and "*": every energy
+            query = query.where(c.energy == energy)
+        filtered = bool(machine or test or (energy and energy != "*"))
         with self.engine.connect() as conn:
-            index = pd.DataFrame(conn.execute(select(series_table)).fetchall(),
+            index = pd.DataFrame(conn.execute(query).fetchall(),
                                  columns=["series_id", "machine", "test", "energy",
                                           "unit"])
-        total = len(index)
         if series_ids is not None:
             index = index[index["series_id"].isin(series_ids)]
-        if machine:
-            index = index[index["machine"] == machine]
-        if test:
-            index = index[index["test"] == test]
-        if energy is not None and energy != "*":
-            index = index[index["energy"] == energy] if energy else index
+            filtered = True
         if index.empty:
             return []
         conditions = []
-        if len(index) < total:
+        if filtered:
             ids = ",".join(str(int(i)) for i in index["series_id"])
             conditions.append(f"series_id IN ({ids})")
         if start:

@@ -22,15 +22,15 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from agent.qa.names import TESTS, beam_type
+from agent.errors import ServiceError
+from agent.vocabulary import MACHINE_CLASSES, TABLE_FREQUENCIES, TESTS, beam_type
 
-MACHINE_CLASSES = ("non-IMRT", "IMRT", "SRS/SBRT")
-FREQUENCIES = ("daily", "weekly", "monthly", "annual")
+FREQUENCIES = TABLE_FREQUENCIES
 Level = Literal["ok", "inspection", "action"]
 LimitValue = float | str | None
 
 
-class ToleranceFileError(ValueError):
+class ToleranceFileError(ServiceError):
     """A tolerance or machine file cannot be used; the message says where."""
 
 
@@ -104,6 +104,64 @@ class Machine(BaseModel):
     energies: list[str] = Field(default_factory=list)
 
 
+# --- tolerance arithmetic: the one place "beyond", "margin" and bands are computed
+
+
+def deviation(values: np.ndarray | float, nominal: float) -> np.ndarray:
+    """Distance of each value from the row's nominal (0 for percent deviations)."""
+    return np.abs(np.asarray(values, dtype=float) - nominal)
+
+
+def beyond(values: np.ndarray | float, kind: str, nominal: float,
+           limit: float) -> np.ndarray:
+    """Whether each value is beyond a limit of a row.
+
+    A ``minimum`` row (gamma pass rate) is passed below the limit; a
+    ``deviation`` row when the distance from its nominal exceeds the limit.
+    """
+    values = np.asarray(values, dtype=float)
+    if kind == "minimum":
+        return values < limit
+    return deviation(values, nominal) > limit
+
+
+def margin(value: float, kind: str, nominal: float, limit: float) -> float:
+    """How much of its tolerance a value uses: 0 at nominal, 1 at the limit.
+
+    For a minimum row the distance from 100% is compared with the distance of
+    the limit from 100% (a 97% pass rate against a 95% limit uses 0.6).
+    """
+    if kind == "minimum":
+        return (100.0 - value) / max(100.0 - limit, 1e-9)
+    return abs(value - nominal) / limit if limit else 0.0
+
+
+def bands(kind: str, nominal: float, limit: float,
+          action_limit: float | None) -> dict[str, float | None]:
+    """Lower/upper tolerance and action bounds (charts, projected crossings)."""
+    if kind == "minimum":
+        return {"tol_low": limit, "tol_high": None, "act_low": action_limit,
+                "act_high": None}
+    return {
+        "tol_low": nominal - limit,
+        "tol_high": nominal + limit,
+        "act_low": None if action_limit is None else nominal - action_limit,
+        "act_high": None if action_limit is None else nominal + action_limit,
+    }
+
+
+def spec_limits(kind: str, nominal: float, limit: float,
+                unit: str) -> tuple[float | None, float | None, float]:
+    """(lower, upper, target) specification limits for capability indices.
+
+    A minimum row has only a lower limit; its target is 100% for a percent
+    pass rate (TG-218), else the limit itself.
+    """
+    if kind == "minimum":
+        return limit, None, (100.0 if unit == "%" else limit)
+    return nominal - limit, nominal + limit, nominal
+
+
 @dataclass(frozen=True)
 class AppliedTolerance:
     """The tolerance row that applies to a series, with how it was chosen."""
@@ -128,40 +186,29 @@ class AppliedTolerance:
         action and beyond an institutional inspection limit is inspection.
         """
         values = np.asarray(values, dtype=float)
-        row = self.row
-        if row.kind == "minimum":
-            # A minimum (gamma pass rate): beyond the limit means below it.
-            beyond = lambda limit: values < limit  # noqa: E731
-        else:
-            deviation = np.abs(values - row.nominal)
-            beyond = lambda limit: deviation > limit  # noqa: E731
         out = np.full(values.size, "ok", dtype=object)
         if self.action_limit is not None:
-            out[beyond(self.limit)] = "inspection"
-            out[beyond(self.action_limit)] = "action"
+            out[self.beyond(values)] = "inspection"
+            out[self.beyond(values, self.action_limit)] = "action"
             return out
         if self.inspection_limit is not None:
-            out[beyond(self.inspection_limit)] = "inspection"
-        out[beyond(self.limit)] = "action"
+            out[self.beyond(values, self.inspection_limit)] = "inspection"
+        out[self.beyond(values)] = "action"
         return out
+
+    def beyond(self, values: np.ndarray, limit: float | None = None) -> np.ndarray:
+        """Whether each value is beyond the tolerance (or the given limit)."""
+        return beyond(values, self.row.kind, self.row.nominal,
+                      self.limit if limit is None else limit)
 
     def bands(self) -> dict[str, float | None]:
         """Lower/upper tolerance and action bounds for charts."""
-        row = self.row
-        if row.kind == "minimum":
-            return {
-                "tol_low": self.limit,
-                "tol_high": None,
-                "act_low": self.action_limit,
-                "act_high": None,
-            }
-        act = self.action_limit
-        return {
-            "tol_low": row.nominal - self.limit,
-            "tol_high": row.nominal + self.limit,
-            "act_low": None if act is None else row.nominal - act,
-            "act_high": None if act is None else row.nominal + act,
-        }
+        return bands(self.row.kind, self.row.nominal, self.limit, self.action_limit)
+
+    def spec_limits(self) -> tuple[float | None, float | None, float]:
+        """(lower, upper, target) specification limits (see :func:`spec_limits`)."""
+        return spec_limits(self.row.kind, self.row.nominal, self.limit,
+                           self.row.unit)
 
     def as_dict(self) -> dict:
         """JSON-ready description of the row that applied."""
@@ -173,6 +220,7 @@ class AppliedTolerance:
             "machine_class": self.machine_class,
             "machine_class_assumed": self.class_assumed,
             "kind": self.row.kind,
+            "nominal": self.row.nominal,
             "limit": self.limit,
             "action_limit": self.action_limit,
             "unit": self.row.unit,

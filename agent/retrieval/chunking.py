@@ -14,13 +14,9 @@ import re
 from dataclasses import dataclass
 
 from agent.retrieval.documents import Block, ParsedDocument
+from agent.vocabulary import HEADING_FREQUENCY_WORDS
 
-FREQUENCIES = ("daily", "weekly", "monthly", "quarterly", "annual")
-_FREQUENCY_WORDS = {
-    "daily": "daily", "day": "daily", "weekly": "weekly", "week": "weekly",
-    "monthly": "monthly", "month": "monthly", "quarterly": "quarterly",
-    "annual": "annual", "annually": "annual", "yearly": "annual",
-}
+_FREQUENCY_WORDS = HEADING_FREQUENCY_WORDS
 
 
 @dataclass(frozen=True)

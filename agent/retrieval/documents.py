@@ -11,12 +11,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import UserError
+
 #: File types the knowledge base reads, by suffix.
 SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm",
                       ".pdf", ".docx"}
 
 
-class DocumentError(Exception):
+class DocumentError(UserError):
     """A document cannot be read; the message names the file and the reason."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from agent.errors import UserError
 from agent.retrieval.search import (
     FEATURES,
     GATE_DEPTH,
@@ -33,7 +34,7 @@ from agent.retrieval.search import (
 TRAIN_DEPTH = 15
 
 
-class EvalSetError(ValueError):
+class EvalSetError(UserError):
     """An evaluation file is malformed; the message names the file and entry."""
 
 

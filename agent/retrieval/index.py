@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.config import Settings, get_settings
+from agent.errors import ServiceError
 from agent.qa.store import file_sha256
 from agent.retrieval.chunking import Passage, split_document
 from agent.retrieval.documents import (
@@ -41,7 +42,7 @@ DEFAULT_COLLECTION = "linac-qa-knowledge"
 _BATCH = 256
 
 
-class KnowledgeIndexError(Exception):
+class KnowledgeIndexError(ServiceError):
     """The index cannot be reached or used; the message says what to do."""
 
 

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import Stemmer
 
+from agent.vocabulary import FREQUENCY_SYNONYMS
+
 _STEMMER = Stemmer.Stemmer("english")
 
 STOPWORDS = frozenset("""
@@ -43,11 +45,11 @@ _BRITISH = {"isocentre": "isocenter", "centre": "center", "centres": "centers",
             "centred": "centered", "localising": "localizing", "optimise":
             "optimize", "colour": "color", "metre": "meter", "litre": "liter",
             "programme": "program", "behaviour": "behavior", "analyse": "analyze",
-            # Plain words for QA frequencies.
-            "morning": "daily", "everyday": "daily", "yearly": "annual",
-            "annually": "annual", "centimetre": "cm", "centimetres": "cm",
+            "centimetre": "cm", "centimetres": "cm",
             "centimeter": "cm", "centimeters": "cm", "millimetre": "mm",
-            "millimetres": "mm", "millimeter": "mm", "millimeters": "mm"}
+            "millimetres": "mm", "millimeter": "mm", "millimeters": "mm",
+            # Plain words for QA frequencies.
+            **FREQUENCY_SYNONYMS}
 
 # Beam notation: "6 MV", "6MV", "6 X", "6x" -> 6x; "6 MV FFF", "6FFF" -> 6fff;
 # "9 MeV", "9E" -> 9e.

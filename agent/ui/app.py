@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from agent.config import Settings, check_ui_binding
+from agent.errors import QAAgentError, ServiceError, UserError
 from agent.graph import Conversation
 from agent.ui import chat, data, knowledge, reports
 from agent.ui.common import DATA_SUFFIXES, DOCUMENT_SUFFIXES, AppContext, start_app
@@ -196,7 +197,7 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
                     gr.update(interactive=False))
         try:
             done = data.commit_import(app, found)
-        except Exception as exc:  # StoreError and the like: say it
+        except QAAgentError as exc:  # StoreError and the like: say it
             return (found, f"⚠ **Import failed**: {exc}", gr.skip(), gr.skip(),
                     gr.update(interactive=True))
         return (None, f"✓ Imported. {done.summary()}", data.on_hand_rows(app),
@@ -254,7 +255,7 @@ def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
         try:
             report, refused = knowledge.add_documents(app, list(paths),
                                                       progress=True)
-        except Exception as exc:  # the index cannot be reached: say so
+        except QAAgentError as exc:  # KnowledgeIndexError, DocumentError: say so
             return (f"⚠ Indexing failed: {exc}", gr.skip(), gr.skip(), gr.skip())
         return (knowledge.ingest_summary(report, refused), *listing(), None)
 
@@ -265,7 +266,7 @@ def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
         progress(0, desc="Re-indexing")
         try:
             report = knowledge.reindex(app, progress=True)
-        except Exception as exc:  # the index cannot be reached: say so
+        except QAAgentError as exc:  # KnowledgeIndexError, DocumentError: say so
             return (f"⚠ Re-indexing failed: {exc}", gr.skip(), gr.skip())
         return (knowledge.ingest_summary(report), *listing())
 
@@ -274,7 +275,7 @@ def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
     def drop(path: str | None) -> tuple[Any, ...]:
         try:
             said = knowledge.remove_document(app, path or "")
-        except Exception as exc:  # the index cannot be reached: say so
+        except QAAgentError as exc:  # KnowledgeIndexError, DocumentError: say so
             return (f"⚠ Removing failed: {exc}", gr.skip(), gr.skip())
         return (said, *listing())
 
@@ -300,9 +301,9 @@ def _reports_tab(app: AppContext) -> Any:
     def run(name: str | None, first: str, last: str) -> tuple[Any, str]:
         try:
             path = reports.make_report(app, name, first, last)
-        except reports.ReportError as exc:
+        except UserError as exc:  # ReportError, SelectionError: what to change
             return None, f"⚠ {exc}"
-        except Exception as exc:  # the report module's own errors: say them
+        except ServiceError as exc:  # the store or a table cannot be used
             return None, f"⚠ The report could not be made: {exc}"
         return str(path), f"✓ {Path(path).name}"
 

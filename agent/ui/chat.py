@@ -19,6 +19,9 @@ from typing import Any
 import gradio as gr
 
 from agent.graph import BackendUnavailable
+from agent.qa import presentation
+from agent.qa.charts import control_chart
+from agent.qa.result import SeriesResult
 from agent.tools import chart_key, series_name
 from agent.ui.common import AppContext, log
 
@@ -98,11 +101,10 @@ def summarize_result(name: str, result: Any) -> str:
         lines = [f"{len(series)} series" + (
             f" of {result['total']}" if "total" in result else "")]
         for s in series[:6]:
-            drift = s["drift"]
-            trend = (f", drift {'up' if drift['direction'] > 0 else 'down'}"
-                     if drift["detected"] else "")
-            name_ = " ".join(p for p in (s["machine"], s["energy"], s["test"]) if p)
-            lines.append(f"- {name_}: {s['status']}{trend}")
+            if "details" in s:
+                lines.append(presentation.fleet_line(SeriesResult.from_contract(s)))
+            else:
+                lines.append(f"- {presentation.spoken_name(s)}: {s['status']}")
         if result.get("errors"):
             lines.append(f"{len(result['errors'])} row(s) rejected in the data")
         return "\n".join(lines)
@@ -137,10 +139,7 @@ def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
             s["machine"], s["test"], s["energy"], args.get("start"), args.get("end")))
         if analysis is None:
             continue
-        try:
-            out.append((name, analysis.plot()))
-        except Exception:
-            log.exception("control chart of %s failed", name)
+        out.append((name, control_chart(analysis)))
     return out
 
 
@@ -190,7 +189,7 @@ def stream_answer(app: AppContext, question: str, history: list[dict[str, Any]],
                                      on_token=lambda t: events.put(("token", t)),
                                      on_step=on_step)
             events.put(("done", document))
-        except Exception as exc:
+        except Exception as exc:  # last resort: the worker must always report
             events.put(("error", exc))
 
     threading.Thread(target=work, daemon=True, name="agent-ask").start()

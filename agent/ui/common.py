@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
+from agent.engine import QAEngine
+from agent.errors import QAAgentError, UserError
 from agent.tools import ToolContext
 
 log = logging.getLogger("agent.ui")
@@ -20,7 +22,7 @@ DOCUMENT_SUFFIXES = (".pdf", ".docx", ".md", ".txt", ".html", ".htm")
 
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """An uploaded file that the app does not accept; the message says why."""
 
 
@@ -54,15 +56,18 @@ class AppContext:
         return self.agent.ctx
 
     @property
+    def engine(self) -> QAEngine:
+        """The one engine the chat and the tabs share."""
+        return self.agent.ctx.engine
+
+    @property
     def searcher(self) -> Any:
         """The agent's hybrid searcher (its index is the Knowledge tab's)."""
         return self.agent.ctx.searcher
 
     def store(self) -> Any:
-        """The measurement store of the settings."""
-        from agent.qa.store import MeasurementStore
-
-        return MeasurementStore(self.settings.resolved_database_url)
+        """The measurement store (the engine's)."""
+        return self.engine.store
 
 
 def refresh(app: AppContext, data: bool = True, knowledge: bool = True) -> None:
@@ -76,8 +81,7 @@ def refresh(app: AppContext, data: bool = True, knowledge: bool = True) -> None:
     knowledge : bool
         Documents changed: the searcher re-reads the index on its next search.
     """
-    for ctx in (app.ctx, app.data_ctx):
-        ctx.refresh(data=data, knowledge=knowledge)
+    app.engine.invalidate(data=data, knowledge=knowledge)
 
 
 def _say(message: str) -> None:
@@ -119,26 +123,26 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
             model = model or ""
             if notify:
                 notify(f"LLM backend unavailable: {error}")
-    ctx = ToolContext(settings=settings)
+    engine = QAEngine(settings)
+    ctx = ToolContext(engine=engine)
     agent = Agent(llm, ctx, backend or "", model or "", unavailable=error)
-    app = AppContext(settings, agent, ToolContext(settings=settings),
+    app = AppContext(settings, agent, ToolContext(engine=engine),
                      backend or "", model or "", error)
     if warm:
         from agent.retrieval.index import open_index
         from agent.retrieval.search import HybridSearcher
 
         try:
-            ctx._searcher = HybridSearcher(open_index(settings, progress=False,
-                                                      notify=notify))
-            app.data_ctx._searcher = ctx._searcher
-            ctx._searcher.keywords()  # builds or loads the keyword index now
-        except Exception as exc:  # the chat says so at the first question
+            engine.searcher = HybridSearcher(open_index(settings, progress=False,
+                                                        notify=notify))
+            engine.searcher.keywords()  # builds or loads the keyword index now
+        except QAAgentError as exc:  # the chat says so at the first question
             log.warning("knowledge index not opened: %s", exc)
         loader = getattr(llm, "load", None)
         if callable(loader):
             try:
                 loader()
-            except Exception as exc:
+            except (QAAgentError, RuntimeError, OSError, ValueError) as exc:
                 app.backend_error = f"the model could not be loaded: {exc}"
                 agent.llm = None
                 agent.unavailable = app.backend_error

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.errors import QAAgentError
+from agent.qa import presentation
 from agent.qa.importers import ImportResult, InputError, read_measurements
 from agent.qa.store import ImportReport, file_sha256
-from agent.tools import chart_key, run_tool
-from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name, refresh
+from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name
 
 ERROR_HEADERS = ["file", "line", "column", "reason"]
 ON_HAND_HEADERS = ["machine", "series", "measurements", "first", "last",
@@ -80,19 +81,18 @@ def preview_import(app: AppContext, path: str | Path | None,
 
 def commit_import(app: AppContext, preview: ImportPreview) -> ImportReport:
     """Store a previewed file (duplicates of stored values are skipped)."""
-    report = app.store().import_result(preview.result, preview.digest)
-    refresh(app, data=True, knowledge=False)
-    return report
+    return app.engine.import_result(preview.result, preview.digest)
 
 
 def on_hand_rows(app: AppContext) -> list[list[Any]]:
     """One row per machine: its tests, series, measurements, date range.
 
-    From ``list_data``, as ``qa-agent ask "what data do we have?"`` uses.
+    From ``QAEngine.data_on_hand``, as ``qa-agent ask "what data do we
+    have?"`` uses.
     """
     try:
-        result = run_tool(app.data_ctx, "list_data", {})
-    except Exception:  # an empty or missing store: nothing on hand
+        result = app.engine.data_on_hand()
+    except QAAgentError:  # an empty or unreadable store: nothing on hand
         return []
     rows = []
     for m in result["machines"]:
@@ -108,41 +108,34 @@ def on_hand_rows(app: AppContext) -> list[list[Any]]:
 
 
 def fleet_rows(app: AppContext) -> list[list[Any]]:
-    """Every series, worst first (``fleet_overview``)."""
+    """Every series, worst first (``QAEngine.fleet``)."""
     try:
-        result = run_tool(app.data_ctx, "fleet_overview", {"limit": 200})
-    except Exception:  # nothing on hand
+        run = app.engine.fleet()
+    except QAAgentError:  # nothing on hand
         return []
-    rows = []
-    for s in result["series"]:
-        drift = s["drift"]
-        trend = ("no" if not drift["detected"] else
-                 f"{'up' if drift['direction'] > 0 else 'down'} since {drift['onset']}")
-        rows.append([s["machine"], s["test"], s["energy"] or "", s["status"], trend,
-                     s["n"], len((s.get("spc") or {}).get("signals") or []),
-                     len((s.get("tolerance") or {}).get("out_of_tolerance") or [])])
-    return rows
+    return [[r.machine, r.test, r.energy or "", r.status,
+             presentation.drift_since(r.drift), r.n, len(r.signals),
+             len(r.out_of_tolerance)] for r in run.results]
 
 
 def series_chart(app: AppContext, machine: str, test: str,
                  energy: str | None) -> tuple[Any, str]:
-    """The control chart and verdict of one series (``analyze_series``).
+    """The control chart and verdict of one series (``QAEngine.analyse``).
 
     Returns
     -------
     tuple of (plotly Figure or None, str)
-        The figure and a Markdown summary of the verdict and numbers.
+        The figure and a Markdown summary of the verdict and numbers, worded
+        as the chat words it (:func:`agent.qa.presentation.analysis_answer`).
     """
-    from agent.graph import answer_from_tool
+    from agent.qa.charts import control_chart
 
-    args = {"machine": machine, "test": test, "energy": energy or None}
     try:
-        result = run_tool(app.data_ctx, "analyze_series", args)
-    except Exception as exc:  # SelectionError, validation: say it
+        run = app.engine.analyse(machine, test, energy or None)
+    except QAAgentError as exc:  # SelectionError and the like: say it
         return None, f"Could not analyse {machine} {test}: {exc}"
-    analysis = app.data_ctx.charts.get(chart_key(machine, test, energy))
-    text = answer_from_tool({"name": "analyze_series", "result": result})
-    return (analysis.plot() if analysis is not None else None), text
+    text = presentation.analysis_answer(run.results)
+    return (control_chart(run.results[0]) if run.results else None), text
 
 
 __all__ = ["ImportPreview", "InputError", "commit_import", "fleet_rows",

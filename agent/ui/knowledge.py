@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from agent.errors import QAAgentError
 from agent.retrieval.index import IngestReport, default_document_roots
 from agent.ui.common import DOCUMENT_SUFFIXES, AppContext, check_upload, refresh
 
@@ -122,7 +123,7 @@ def search_markdown(app: AppContext, query: str, k: int = 5) -> str:
         return "*Type a question or keywords.*"
     try:
         results = app.searcher.search(query, k=k)
-    except Exception as exc:  # the index cannot be reached: say so
+    except QAAgentError as exc:  # KnowledgeIndexError: say so
         return f"⚠ The search failed: {exc}"
     if not results:
         return "Nothing relevant found in the indexed documents."

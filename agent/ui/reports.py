@@ -1,7 +1,7 @@
 """The Reports tab: a PDF QA report for a machine and period.
 
-The report itself is written by ``agent.qa.report.write_report`` (imported
-when a report is asked for: fpdf2 and matplotlib load only then).
+The report itself is written by ``QAEngine.report`` (``agent.qa.report``,
+imported when a report is asked for: fpdf2 and matplotlib load only then).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import re
 from datetime import date
 from pathlib import Path
 
+from agent.errors import QAAgentError, UserError
 from agent.ui.common import AppContext
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """The report cannot be made; the message says why."""
 
 
@@ -67,19 +68,15 @@ def make_report(app: AppContext, machine: str | None, start: str | None = None,
     first, last = _date(start, "start"), _date(end, "end")
     if first and last and first > last:
         raise ReportError(f"the start date {first} is after the end date {last}")
-    from agent.qa.report import write_report
-
     out = report_path(app, machine, first, last)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(write_report(app.settings, machine, start=first, end=last, out=out))
+    return Path(app.engine.report(machine, first, last).write(out))
 
 
 def machine_choices(app: AppContext) -> list[str]:
     """Machines with data on hand."""
-    from agent.tools import run_tool
-
     try:
-        result = run_tool(app.data_ctx, "list_data", {})
-    except Exception:  # nothing on hand
+        result = app.engine.data_on_hand()
+    except QAAgentError:  # nothing on hand, or the store cannot be read
         return []
     return [m["machine"] for m in result["machines"]]

@@ -1,13 +1,52 @@
-"""Canonical names of QA tests and beam energies, and the aliases people use.
+"""The one vocabulary: tests and aliases, energies, frequencies, classes, dates.
 
-Everything that reads names from a user (files, the CLI, the chat) goes through
-:func:`canonical_test`, :func:`canonical_energy` and :func:`canonical_machine`
-so that "Output", "dose" and "6 MV" mean the same series everywhere.
+Everything that reads names from a user (files, the CLI, the chat, the
+retrieval tokenizer, the tolerance tables) takes them from here, so that
+"Output", "dose" and "6 MV" mean the same series everywhere and a new alias
+is added in one place: :func:`canonical_test`, :func:`canonical_energy`,
+:func:`canonical_machine`, :data:`FREQUENCY_WORDS`,
+:func:`machine_class_in`, :data:`MONTHS`.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
+
+#: QA frequencies, shortest interval first (the protocols' words).
+FREQUENCIES: tuple[str, ...] = ("daily", "weekly", "monthly", "quarterly", "annual")
+Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
+#: Frequencies the tolerance tables use (TG-142 has no quarterly table).
+TABLE_FREQUENCIES: tuple[str, ...] = ("daily", "weekly", "monthly", "annual")
+#: Plain words for a frequency that the protocols do not use themselves.
+FREQUENCY_SYNONYMS: dict[str, str] = {
+    "morning": "daily", "everyday": "daily", "yearly": "annual", "annually": "annual",
+}
+#: Words in a question that name a frequency, in the order they are tried.
+FREQUENCY_WORDS: dict[str, str] = {
+    "daily": "daily", "morning": "daily", "weekly": "weekly", "monthly": "monthly",
+    "month": "monthly", "quarterly": "quarterly", "annual": "annual",
+    "annually": "annual", "yearly": "annual",
+}
+#: Words in a heading or table cell that name a frequency ("Day", "Week").
+HEADING_FREQUENCY_WORDS: dict[str, str] = {
+    "daily": "daily", "day": "daily", "weekly": "weekly", "week": "weekly",
+    "monthly": "monthly", "month": "monthly", "quarterly": "quarterly",
+    "annual": "annual", "annually": "annual", "yearly": "annual",
+}
+
+#: TG-142's machine classes, as the tolerance tables name them.
+MACHINE_CLASSES: tuple[str, ...] = ("non-IMRT", "IMRT", "SRS/SBRT")
+MachineClass = Literal["non-IMRT", "IMRT", "SRS/SBRT"]
+
+#: Month names for written dates ("since January 2025").
+MONTHS: dict[str, int] = {m: i for i, m in enumerate(
+    ["january", "february", "march", "april", "may", "june", "july", "august",
+     "september", "october", "november", "december"], start=1)}
+#: Words before a written date that make it the start of a period.
+START_WORDS: tuple[str, ...] = ("since", "from", "after", "starting")
+#: Words before a written date that make it the end of a period.
+END_WORDS: tuple[str, ...] = ("until", "till", "up to", "through", "before", "to")
 
 #: Canonical test names, with a short human description and the default unit.
 TESTS: dict[str, tuple[str, str]] = {
@@ -36,7 +75,7 @@ TESTS: dict[str, tuple[str, str]] = {
     "wedge": ("Wedge placement / transmission", "mm"),
 }
 
-_TEST_ALIASES: dict[str, str] = {
+TEST_ALIASES: dict[str, str] = {
     "dose": "output",
     "cax dose": "output",
     "cax": "output",
@@ -133,8 +172,8 @@ def canonical_test(name: str) -> str | None:
     underscored = key.replace(" ", "_")
     if underscored in TESTS:
         return underscored
-    if key in _TEST_ALIASES:
-        return _TEST_ALIASES[key]
+    if key in TEST_ALIASES:
+        return TEST_ALIASES[key]
     # "6X output" style headers: strip a leading energy and try again.
     stripped = _ENERGY_PREFIX.sub("", key).strip()
     if stripped != key:
@@ -216,3 +255,63 @@ def canonical_machine(name: str, known: list[str] | None = None) -> str:
     fits = [c for c in known
             if "".join(ch for ch in c if ch.isupper() or ch.isdigit()).lower() == key]
     return fits[0] if len(fits) == 1 else cleaned
+
+
+#: A beam energy as written in a question: "6X", "6 MV", "10 MV FFF", "9 MeV".
+QUESTION_ENERGY = re.compile(r"\b(\d{1,2})\s*(mv\s*fff|fff|mv|mev|x|e)\b")
+
+
+def alias_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """Every test name and alias as a word pattern, longest first.
+
+    An optional plural "s" is allowed ("output factors", "jaws"); aliases
+    under three letters are left out except "wl", which is unambiguous.
+    """
+    names = {k.replace("_", " "): k for k in TESTS} | dict(TEST_ALIASES)
+    return [(re.compile(rf"(?<![\w-]){re.escape(alias)}s?(?![\w-])"), names[alias])
+            for alias in sorted(names, key=len, reverse=True)
+            if len(alias) >= 3 or alias == "wl"]
+
+
+def energy_in(text: str) -> str | None:
+    """The first beam energy written in a text, canonical ("6X"), or None."""
+    match = QUESTION_ENERGY.search(text.lower())
+    if not match:
+        return None
+    return canonical_energy(f"{match.group(1)} {match.group(2)}") or None
+
+
+def frequency_word_in(text: str) -> str | None:
+    """The frequency a question names ("each morning" -> daily), or None."""
+    low = text.lower()
+    for word, frequency in FREQUENCY_WORDS.items():
+        if re.search(rf"\b{word}\b", low):
+            return frequency
+    return None
+
+
+def beam_in(text: str) -> str | None:
+    """"electron" or "photon" when a text names the kind of beam, else None."""
+    low = text.lower()
+    if re.search(r"\belectrons?\b", low):
+        return "electron"
+    if re.search(r"\b(photons?|x-?rays?)\b", low):
+        return "photon"
+    return None
+
+
+def machine_class_in(text: str) -> str | None:
+    """The machine class a text names (non-IMRT, SRS/SBRT, IMRT), or None.
+
+    "non-IMRT" and "non-SRS" are read before the bare words, so "non-SRS"
+    is not SRS/SBRT.
+    """
+    low = text.lower()
+    if re.search(r"\bnon[- ]?imrt\b", low):
+        return "non-IMRT"
+    if re.search(r"\b(?<!non-)(?<!non )(srs|sbrt|stereotactic|radiosurgery)\b",
+                 low):
+        return "SRS/SBRT"
+    if re.search(r"\bimrt\b", low):
+        return "IMRT"
+    return None
