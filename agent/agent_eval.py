@@ -87,6 +87,8 @@ def load_sets(folder: Path) -> list[dict[str, Any]]:
 def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
                    limit: int | None = None) -> AgentReport:
     """Ask every item and score the answers."""
+    # why long: one pass over the items that scores each kind of question in turn;
+    # split, the shared tallies would travel through every part.
     report = AgentReport(agent.backend, agent.model)
     routed = answered = knowledge = cited = declines = declined = 0
     drift_total = drift_right = unsupported = 0

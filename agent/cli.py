@@ -9,71 +9,35 @@ mistake never ends in a traceback (set ``QA_AGENT_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agent.config import Settings, get_settings
+from agent.cli_common import (
+    DataOpt,
+    EndOpt,
+    EnergyOpt,
+    JsonOpt,
+    MachineOpt,
+    StartOpt,
+    TestOpt,
+    UsageError,
+    build_agent,
+    emit_json,
+    run_command,
+    say,
+)
+from agent.cli_eval import eval_app
+from agent.config import get_settings
 from agent.engine import QAEngine
-from agent.errors import QAAgentError
 from agent.qa.importers import RowError
-from agent.qa.selection import SelectionError as UsageError
 from agent.qa.selection import check_dates
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _emit_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, indent=1, default=str) + "\n")
-
-
-def _run(func, as_json: bool, empty: dict | None = None) -> None:
-    """Run a command body, turning known problems into messages and exit codes.
-
-    With ``--json`` a failed command still prints one document: ``empty``
-    (the command's document with nothing in it) plus ``errors``.
-    """
-    if empty is None:
-        empty = {"series": []}
-
-    def fail(exc: Exception, code: int) -> typer.Exit:
-        if as_json:
-            _emit_json({**empty, "errors": [{"file": None, "line": None,
-                                             "column": None,
-                                             "reason": str(exc)}]})
-        _err(f"error: {exc}")
-        return typer.Exit(code)
-
-    try:
-        func()
-    except QAAgentError as exc:  # UserError: 2, ServiceError: 1 (agent.errors)
-        raise fail(exc, exc.exit_code) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # last resort: a message, not a traceback
-        if os.environ.get("QA_AGENT_DEBUG"):
-            raise
-        _err(f"internal error: {type(exc).__name__}: {exc} "
-             "(set QA_AGENT_DEBUG=1 for details)")
-        raise typer.Exit(1) from None
-
-
-DataOpt = Annotated[Path | None, typer.Option("--data", help="CSV/XLSX file to "
-                                              "analyse instead of the store")]
-MachineOpt = Annotated[str | None, typer.Option("--machine", "-m")]
-TestOpt = Annotated[str | None, typer.Option("--test", "-t")]
-EnergyOpt = Annotated[str | None, typer.Option("--energy", "-e")]
-StartOpt = Annotated[str | None, typer.Option("--start", help="first date")]
-EndOpt = Annotated[str | None, typer.Option("--end", help="last date")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON document on stdout")]
+app.add_typer(eval_app, name="eval")
 
 
 @app.command()
@@ -122,25 +86,25 @@ def analyze(
                 control_chart_png(r, chart / f"{name}.png")
                 control_chart(r).write_html(chart / f"{name}.html",
                                             include_plotlyjs=True)
-            _err(f"charts written to {chart}")
+            say(f"charts written to {chart}")
         if as_json:
-            _emit_json(run.document(details))
+            emit_json(run.document(details))
             return
         for r in run.results:
             typer.echo(result_text(r) + "\n")
         _report_errors(run.errors)
 
-    _run(body, as_json)
+    run_command(body, as_json)
 
 
 def _report_errors(errors: list[RowError]) -> None:
     if not errors:
         return
-    _err(f"{len(errors)} problem(s) in the input (those rows were not used):")
+    say(f"{len(errors)} problem(s) in the input (those rows were not used):")
     for e in errors[:50]:
-        _err(f"  {e}")
+        say(f"  {e}")
     if len(errors) > 50:
-        _err(f"  ... and {len(errors) - 50} more (use --json for all)")
+        say(f"  ... and {len(errors) - 50} more (use --json for all)")
 
 
 @app.command()
@@ -156,12 +120,12 @@ def fleet(
 
         run = QAEngine(get_settings(), data).fleet(machine)
         if as_json:
-            _emit_json(run.document())
+            emit_json(run.document())
             return
         typer.echo(fleet_table(run.results))
         _report_errors(run.errors)
 
-    _run(body, as_json)
+    run_command(body, as_json)
 
 
 @app.command()
@@ -182,14 +146,14 @@ def report(
         qa_report = QAEngine(get_settings(), data).report(machine, start, end)
         path = qa_report.write(out)
         if as_json:
-            _emit_json(qa_report.summary(path))
+            emit_json(qa_report.summary(path))
         else:
             typer.echo(str(path))
-        _err(f"{qa_report.pages} pages, {len(qa_report.results)} series of "
+        say(f"{qa_report.pages} pages, {len(qa_report.results)} series of "
              f"{qa_report.machine}, {qa_report.period_text}")
         _report_errors(qa_report.errors)
 
-    _run(body, as_json, empty={"path": None, "pages": 0, "series": []})
+    run_command(body, as_json, empty={"path": None, "pages": 0, "series": []})
 
 
 @app.command("import")
@@ -204,12 +168,12 @@ def import_file(
     def body() -> None:
         report = QAEngine(get_settings()).import_file(file, machine=machine)
         if as_json:
-            _emit_json(report.as_dict())
+            emit_json(report.as_dict())
             return
         typer.echo(report.summary())
         _report_errors(report.errors + report.conflicts)
 
-    _run(body, as_json)
+    run_command(body, as_json)
 
 
 @app.command("demo-data")
@@ -230,16 +194,16 @@ def demo_data(
         if do_import:
             typer.echo(QAEngine(settings).import_file(paths["data"]).summary())
 
-    _run(body, False)
+    run_command(body, False)
 
 
 def _report_ingest(report, as_json: bool) -> None:
     if as_json:
-        _emit_json(report.as_dict())
+        emit_json(report.as_dict())
     else:
         typer.echo(report.summary())
     for file, reason in report.errors:
-        _err(f"{file}: {reason}")
+        say(f"{file}: {reason}")
 
 
 @app.command()
@@ -272,7 +236,7 @@ def ingest(
         report = index.sync(roots, progress=progress)
         _report_ingest(report, as_json)
         while watch:
-            _err(f"watching {', '.join(str(r) for r in roots)} every "
+            say(f"watching {', '.join(str(r) for r in roots)} every "
                  f"{settings.watch_interval:g} s (Ctrl-C stops)")
             try:
                 while True:
@@ -284,7 +248,7 @@ def ingest(
             except KeyboardInterrupt:
                 return
 
-    _run(body, as_json, empty={"added": [], "updated": [], "unchanged": [],
+    run_command(body, as_json, empty={"added": [], "updated": [], "unchanged": [],
                                "removed": []})
 
 
@@ -310,7 +274,7 @@ def search(
             raise UsageError(f"--frequency {frequency!r}: use one of "
                              f"{', '.join(FREQUENCIES)}")
         settings = get_settings()
-        searcher = HybridSearcher(open_index(settings, notify=_err))
+        searcher = HybridSearcher(open_index(settings, notify=say))
         indexed = sorted({f.source for f in searcher.index.files().values()})
         if document and document not in indexed:
             raise UsageError(f"--document {document!r} is not indexed; indexed: "
@@ -318,7 +282,7 @@ def search(
         results = searcher.search(query, k=k, document=document,
                                   frequency=frequency)
         if as_json:
-            _emit_json({"results": [r.contract() for r in results]})
+            emit_json({"results": [r.contract() for r in results]})
             return
         if not results:
             typer.echo("Nothing relevant found in the indexed documents.")
@@ -328,17 +292,7 @@ def search(
                 f", page {r.page}" if r.page else "")
             typer.echo(f"[{n}] {where} (relevance {r.score:.2f})\n    {r.text}\n")
 
-    _run(body, as_json, empty={"results": []})
-
-
-def build_agent(settings: Settings, data: Path | None):
-    """The agent on the configured LLM backend (the CLI and UI share this)."""
-    from agent.graph import Agent
-    from agent.llm import chat_model
-    from agent.tools import ToolContext
-
-    llm, backend, model = chat_model(settings)
-    return Agent(llm, ToolContext(engine=QAEngine(settings, data)), backend, model)
+    run_command(body, as_json, empty={"results": []})
 
 
 @app.command()
@@ -354,17 +308,17 @@ def ask(
         if as_json:
             document = agent.ask(question)
             document.pop("intent", None)
-            _emit_json(document)
+            emit_json(document)
             return
         document = agent.ask(question, on_token=lambda t: None)
         typer.echo(document["answer"])
         for n, c in enumerate(document["citations"], start=1):
             typer.echo(f"[{n}] {c['source']}, {c['section']}"
                        + (f", page {c['page']}" if c["page"] else ""))
-        _err(f"({document['backend']} {document['model']}, "
+        say(f"({document['backend']} {document['model']}, "
              f"{document['seconds']:.1f} s)")
 
-    _run(body, as_json, empty={"answer": "", "citations": [], "tool_calls": [],
+    run_command(body, as_json, empty={"answer": "", "citations": [], "tool_calls": [],
                                "abstained": True})
 
 
@@ -377,7 +331,7 @@ def chat(data: DataOpt = None) -> None:
 
         agent = build_agent(get_settings(), data)
         conversation = Conversation()
-        _err(f"{agent.backend} {agent.model}: ask about QA protocols or your data")
+        say(f"{agent.backend} {agent.model}: ask about QA protocols or your data")
         while True:
             try:
                 question = input("> ").strip()
@@ -408,7 +362,7 @@ def chat(data: DataOpt = None) -> None:
             for n, c in enumerate(document["citations"], start=1):
                 typer.echo(f"  [{n}] {c['source']}, {c['section']}")
 
-    _run(body, False)
+    run_command(body, False)
 
 
 @app.command("model")
@@ -427,96 +381,13 @@ def model_cmd(
 
         result = setup_model(get_settings(), name, bench=bench, progress=True)
         if as_json:
-            _emit_json(result)
+            emit_json(result)
             return
         typer.echo(f"{result['name']}: {result['path']} (sha256 {result['sha256']})")
         if bench:
             typer.echo(json.dumps(result["speed"]))
 
-    _run(body, as_json, empty={})
-
-
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluations on the eval/ sets.")
-app.add_typer(eval_app, name="eval")
-
-
-@eval_app.command("retrieval")
-def eval_retrieval(
-    questions: Annotated[Path | None, typer.Option(
-        "--set", help="evaluation set (default eval/retrieval.yaml)")] = None,
-    calibrate: Annotated[bool, typer.Option(
-        help="first refit the relevance score on eval/retrieval_calibration.yaml "
-             "and write knowledge/retrieval_calibration.json")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """hit@1, hit@5, MRR and rejection of unanswerable questions.
-
-    Runs on its own index of the shipped corpus only (in <data_dir>/eval-index),
-    so the department's documents do not change the figures.
-    """
-
-    def body() -> None:
-        from agent.config import PROJECT_ROOT
-        from agent.retrieval.evaluation import calibrate as fit
-        from agent.retrieval.evaluation import evaluate, load_questions
-        from agent.retrieval.index import KnowledgeIndex
-        from agent.retrieval.search import CALIBRATION_FILE, HybridSearcher
-
-        settings = get_settings().model_copy(update={
-            "chroma_url": None, "chroma_path": get_settings().data_dir / "eval-index"})
-        index = KnowledgeIndex(settings)
-        index.sync([settings.corpus_dir], progress=False)
-        searcher = HybridSearcher(index)
-        if calibrate:
-            cal_path = PROJECT_ROOT / "eval" / "retrieval_calibration.yaml"
-            fitted = fit(searcher, load_questions(cal_path), cal_path.name)
-            fitted.save(settings.knowledge_dir / CALIBRATION_FILE)
-            searcher.calibration = fitted
-            _err(f"calibration written: {fitted.notes}")
-        path = questions or PROJECT_ROOT / "eval" / "retrieval.yaml"
-        report = evaluate(searcher, load_questions(path))
-        if as_json:
-            _emit_json(report.as_dict())
-        else:
-            typer.echo(report.text())
-
-    _run(body, as_json, empty={})
-
-
-@eval_app.command("agent")
-def eval_agent(
-    data: DataOpt = None,
-    limit: Annotated[int | None, typer.Option(
-        help="only the first N questions (a quick check)")] = None,
-    every: Annotated[int, typer.Option(
-        min=1, help="every K-th question of the three sets (a spread sample)")] = 1,
-    out: Annotated[Path | None, typer.Option(
-        help="also write the scores and failures as JSON to this file")] = None,
-) -> None:
-    """Routing, answer accuracy, citations, abstention, unsupported numbers, time.
-
-    Runs on the configured backend over the demo fleet (written to
-    <data_dir>/demo when --data is not given) and eval/agent_*.yaml.
-    """
-
-    def body() -> None:
-        from agent.agent_eval import evaluate_agent, load_sets
-        from agent.config import PROJECT_ROOT
-        from agent.qa.demo import write_demo_fleet
-
-        settings = get_settings()
-        source = data or write_demo_fleet(settings.data_dir / "demo")["data"]
-        agent = build_agent(settings, source)
-        items = load_sets(PROJECT_ROOT / "eval")[::every]
-        report = evaluate_agent(agent, items, limit)
-        typer.echo(report.text())
-        if out is not None:
-            import dataclasses
-
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n")
-
-    _run(body, False)
+    run_command(body, as_json, empty={})
 
 
 @app.command()

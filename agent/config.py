@@ -71,8 +71,8 @@ class Settings(BaseModel):
         default="IMRT",
         description="Class assumed for a machine missing from the registry.",
     )
-    # SPC defaults (FACTS.md: I-MR needs 30-40 points; EWMA Sanghangthum 2013;
-    # CUSUM k=0.5, h=4 or 5).
+    # SPC defaults: their reasons and references are in agent/qa/options.py
+    # (AnalysisOptions); these settings override them for a department.
     baseline_points: int = 30
     min_baseline_points: int = 8
     run_rules: str = "nelson"

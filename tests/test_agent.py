@@ -44,7 +44,7 @@ def agent(tmp_path_factory, small_model_dir, demo_fleet, corpus_searcher):
                                   model_path=small_model_dir)
     llm, backend, model = chat_model(settings, progress=False)
     ctx = ToolContext(settings=settings, data=demo_fleet["data"])
-    ctx._searcher = corpus_searcher  # the session's index of the shipped corpus
+    ctx.engine.searcher = corpus_searcher  # the session's index of the shipped corpus
     return Agent(llm, ctx, backend, model)
 
 
@@ -68,8 +68,9 @@ def test_drift_request_carries_the_analyze_document(agent, demo_fleet):
     assert call["args"] == {"machine": "TrueBeam2", "test": "output",
                             "energy": "10X"}
     (series,) = call["result"]["series"]
+    # The analyze --json --details document: the contract plus its evidence.
     assert set(series) == {"machine", "test", "energy", "n", "unit", "status",
-                           "tolerance", "spc", "drift"}
+                           "tolerance", "spc", "drift", "details"}
     (injected,) = [d for d in truth["series"] if d["machine"] == "TrueBeam2"
                    and d["test"] == "output" and d["energy"] == "10X"]
     assert injected["drift"] and injected["direction"] == 1
@@ -170,7 +171,7 @@ def test_default_1_5b_model_answers_with_citations(tmp_path, demo_fleet,
     llm, backend, model = chat_model(settings, progress=False)
     assert (backend, model) == ("embedded", "qwen2.5-coder-1.5b")
     ctx = ToolContext(settings=settings, data=demo_fleet["data"])
-    ctx._searcher = corpus_searcher
+    ctx.engine.searcher = corpus_searcher
     agent = Agent(llm, ctx, backend, model)
     tokens: list[str] = []
     doc = agent.ask("How are the EWMA control limits for linac QA computed?",

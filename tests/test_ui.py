@@ -92,7 +92,7 @@ def app(tmp_path_factory, demo_fleet) -> AppContext:
     ctx = ToolContext(settings=settings)
     agent = Agent(None, ctx, "embedded", "test-model",
                   unavailable="the test runs without a model")
-    return AppContext(settings, agent, ToolContext(settings=settings), "embedded",
+    return AppContext(settings, agent, ToolContext(engine=ctx.engine), "embedded",
                       "test-model", "the test runs without a model")
 
 
@@ -305,7 +305,7 @@ def knowledge_app(tmp_path_factory, embedder) -> AppContext:
     index = KnowledgeIndex(settings, embedder=embedder)
     index.sync([corpus], progress=False)
     ctx = ToolContext(settings=settings)
-    ctx._searcher = HybridSearcher(index)
+    ctx.engine.searcher = HybridSearcher(index)
     agent = Agent(None, ctx, "", "")
     return AppContext(settings, agent, ToolContext(settings=settings))
 
@@ -340,11 +340,17 @@ def test_upload_search_and_remove_a_document(knowledge_app, tmp_path):
     assert {r[0] for r in knowledge.document_rows(app)} == {"daily.md"}
 
 
-def test_refresh_drops_the_series_cache(app):
-    app.data_ctx.all_series()
-    assert app.data_ctx._series is not None
+def test_refresh_drops_the_series_cache(app, tmp_path):
+    before = {m["machine"] for m in app.engine.data_on_hand()["machines"]}
+    # Stored behind the engine's back: the cached series do not show it yet.
+    app.engine.store.import_file(_write(
+        tmp_path, "behind.csv", "date,machine,test,energy,value,unit\n"
+        "2025-01-02,TrueBeam8,output,6X,0.1,%\n"))
+    assert {m["machine"] for m in app.engine.data_on_hand()["machines"]} == before
     refresh(app)
-    assert app.data_ctx._series is None and app.ctx._series is None
+    after = {m["machine"] for m in app.engine.data_on_hand()["machines"]}
+    assert after == before | {"TrueBeam8"}
+    assert app.engine is app.ctx.engine is app.data_ctx.engine  # one engine
 
 
 def test_app_starts_without_a_reachable_backend_and_says_why(tmp_path):

@@ -40,7 +40,7 @@ from agent.qa.result import (
     ToleranceApplied,
     worst_first,
 )
-from agent.qa.store import SeriesData
+from agent.qa.series import SeriesData
 from agent.qa.tolerances import AppliedTolerance, ToleranceTables, frequency_of
 
 _DEFAULTS = AnalysisOptions()
@@ -124,14 +124,7 @@ class SeriesAnalysis:
         a, b = self.segments[chosen]
         lim = self.limits[chosen]
         base_a, base_b = self.baseline_ranges[chosen]
-        if len(self.segments) > 1:
-            notes.append(f"{len(self.segments) - 1} baseline reset(s); the current "
-                         f"segment starts {iso(dates[a])}.")
-        if lim is None:
-            notes.append(
-                f"Only {base_b - base_a} baseline points in the current segment "
-                f"(at least {opts.min_baseline_points} needed): no control limits "
-                "yet; tolerance checked only.")
+        notes += self._segment_notes(dates[a] if n else None, lim, base_b - base_a)
         parts = self._current_segment(dates[a:b], values[a:b], lim, base_a, base_b,
                                       signals)
         signals.sort(key=lambda sig: (sig.date, sig.rule))
@@ -156,6 +149,19 @@ class SeriesAnalysis:
             **parts,
         )
         return self
+
+    def _segment_notes(self, start: np.datetime64 | None, lim: object,
+                       n_base: int) -> list[str]:
+        notes = []
+        if len(self.segments) > 1:
+            notes.append(f"{len(self.segments) - 1} baseline reset(s); the current "
+                         f"segment starts {iso(start)}.")
+        if lim is None:
+            notes.append(
+                f"Only {n_base} baseline points in the current segment (at least "
+                f"{self.options.min_baseline_points} needed): no control limits "
+                "yet; tolerance checked only.")
+        return notes
 
     def _apply_tolerance(self, days: np.ndarray) -> list[str]:
         """Choose the tolerance row (frequency from the spacing of points)."""

@@ -11,7 +11,8 @@ from agent.qa.analysis import SeriesAnalysis
 from agent.qa.options import AnalysisOptions
 from agent.qa.result import SeriesResult
 from agent.qa.result import worst_first as sort_worst_first
-from agent.qa.store import MeasurementStore, SeriesData
+from agent.qa.series import SeriesData
+from agent.qa.store import MeasurementStore
 from agent.qa.tolerances import ToleranceTables
 
 #: Below this many series one process is faster than starting workers.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from agent.errors import UserError
-from agent.qa.store import SeriesData
+from agent.qa.series import SeriesData
 
 
 class SelectionError(UserError):

@@ -24,16 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
     create_engine,
     func,
     select,
@@ -43,62 +33,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import ServiceError
 from agent.qa.importers import ImportResult, RowError, read_measurements
-
-metadata = MetaData()
-
-series_table = Table(
-    "series",
+from agent.qa.schema import (
+    event_table,
+    import_table,
+    measurement_table,
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("machine", String(100), nullable=False),
-    Column("test", String(40), nullable=False),
-    Column("energy", String(16), nullable=False, default=""),
-    Column("unit", String(8), nullable=False),
-    UniqueConstraint("machine", "test", "energy", "unit", name="uq_series"),
+    series_table,
 )
-
-import_table = Table(
-    "import_log",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("file_name", String(500), nullable=False),
-    Column("sha256", String(64), nullable=False, unique=True),
-    Column("imported_at", DateTime, nullable=False),
-    Column("format", String(20), nullable=False),
-    Column("rows_read", Integer, nullable=False),
-    Column("added", Integer, nullable=False),
-    Column("rejected", Integer, nullable=False),
-)
-
-measurement_table = Table(
-    "measurement",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("series_id", Integer, ForeignKey("series.id"), nullable=False),
-    Column("t", BigInteger, nullable=False),
-    Column("seq", Integer, nullable=False, default=0),
-    Column("value", Float, nullable=False),
-    Column("raw_value", Float),
-    Column("raw_unit", String(16)),
-    Column("baseline", Float),
-    Column("import_id", Integer, ForeignKey("import_log.id")),
-    Column("source_line", Integer),
-    UniqueConstraint("series_id", "t", "seq", name="uq_measurement"),
-)
-
-event_table = Table(
-    "event",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("machine", String(100), nullable=False),
-    Column("test", String(40), nullable=False, default=""),
-    Column("energy", String(16), nullable=False, default=""),
-    Column("t", BigInteger, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("note", String(500), default=""),
-    Column("import_id", Integer, ForeignKey("import_log.id")),
-    UniqueConstraint("machine", "test", "energy", "t", "kind", name="uq_event"),
-)
+from agent.qa.series import SeriesData, resets_for, series_from_frame  # noqa: F401 (re-exported)
 
 
 class StoreError(ServiceError):
@@ -144,24 +86,6 @@ class ImportReport:
             f"{len({e.line for e in self.errors})} rows rejected; "
             f"{self.events_added} events added."
         )
-
-
-@dataclass(frozen=True)
-class SeriesData:
-    """One measurement series as arrays, ready for analysis."""
-
-    machine: str
-    test: str
-    energy: str
-    unit: str
-    dates: np.ndarray  # datetime64[s]
-    values: np.ndarray  # float
-    resets: tuple[np.datetime64, ...] = ()
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """(machine, test, energy)."""
-        return self.machine, self.test, self.energy
 
 
 def _epoch_seconds(dates: pd.Series) -> np.ndarray:
@@ -416,19 +340,7 @@ class MeasurementStore:
         Filters compare exactly with canonical names; resolve user spelling
         first (:mod:`agent.vocabulary`).
         """
-        query = select(series_table)
-        c = series_table.c
-        if machine:
-            query = query.where(c.machine == machine)
-        if test:
-            query = query.where(c.test == test)
-        if energy and energy != "*":  # None, "" and "*": every energy
-            query = query.where(c.energy == energy)
-        filtered = bool(machine or test or (energy and energy != "*"))
-        with self.engine.connect() as conn:
-            index = pd.DataFrame(conn.execute(query).fetchall(),
-                                 columns=["series_id", "machine", "test", "energy",
-                                          "unit"])
+        index, filtered = self._matching_series(machine, test, energy)
         if series_ids is not None:
             index = index[index["series_id"].isin(series_ids)]
             filtered = True
@@ -445,26 +357,9 @@ class MeasurementStore:
             if end_ts == end_ts.normalize():
                 end_ts += pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
             conditions.append(f"t <= {int(end_ts.timestamp())}")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        # Only integers are formatted into this statement. The raw cursor avoids
-        # building a million Row objects; the table is scanned in storage order
-        # and sorted here, which is several times faster than ORDER BY through
-        # the index (random access to every row).
-        sql = f"SELECT series_id, t, seq, value FROM measurement{where}"
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute(sql)
-            rows = cursor.fetchall()
-        finally:
-            raw.close()
-        if not rows:
+        flat = self._measurement_rows(conditions)
+        if flat is None:
             return []
-        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64,
-                           count=4 * len(rows)).reshape(-1, 4)
-        del rows
-        order = np.lexsort((flat[:, 2], flat[:, 1], flat[:, 0]))
-        flat = flat[order]
         sid = flat[:, 0].astype(np.int64)
         t = flat[:, 1].astype(np.int64)
         values = flat[:, 3]
@@ -482,6 +377,48 @@ class MeasurementStore:
                 values=values[a:b], resets=resets(*key),
             ))
         return out
+
+    def _matching_series(self, machine: str | None, test: str | None,
+                         energy: str | None) -> tuple[pd.DataFrame, bool]:
+        """The series table rows matching the names (filtered in SQL)."""
+        query = select(series_table)
+        c = series_table.c
+        if machine:
+            query = query.where(c.machine == machine)
+        if test:
+            query = query.where(c.test == test)
+        if energy and energy != "*":  # None, "" and "*": every energy
+            query = query.where(c.energy == energy)
+        filtered = bool(machine or test or (energy and energy != "*"))
+        with self.engine.connect() as conn:
+            index = pd.DataFrame(conn.execute(query).fetchall(),
+                                 columns=["series_id", "machine", "test", "energy",
+                                          "unit"])
+        return index, filtered
+
+    def _measurement_rows(self, conditions: list[str]) -> np.ndarray | None:
+        """(series_id, t, seq, value) rows, sorted by series, time and order.
+
+        Only integers are formatted into the statement. The raw cursor avoids
+        building a million Row objects; the table is scanned in storage order
+        and sorted here, which is several times faster than ORDER BY through
+        the index (random access to every row).
+        """
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"SELECT series_id, t, seq, value FROM measurement{where}"
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+        finally:
+            raw.close()
+        if not rows:
+            return None
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64,
+                           count=4 * len(rows)).reshape(-1, 4)
+        del rows
+        return flat[np.lexsort((flat[:, 2], flat[:, 1], flat[:, 0]))]
 
     def _reset_lookup(self):
         events = self.events()
@@ -526,38 +463,3 @@ def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
         {**{k: v[i] for k, v in columns.items()}, "import_id": import_id}
         for i in range(n)
     ]
-
-
-def resets_for(
-    events: pd.DataFrame | None, machine: str, test: str, energy: str
-) -> tuple[np.datetime64, ...]:
-    """Dates of the baseline resets that apply to one series, in order.
-
-    An event with an empty test or energy applies to all tests or energies of
-    its machine.
-    """
-    if events is None or events.empty:
-        return ()
-    hit = events[
-        (events["machine"] == machine)
-        & events["test"].isin(["", test])
-        & events["energy"].isin(["", energy])
-    ]
-    return tuple(sorted(pd.to_datetime(hit["date"]).to_numpy(dtype="datetime64[s]")))
-
-
-def series_from_frame(frame: pd.DataFrame, events: pd.DataFrame | None = None):
-    """Group an imported frame into :class:`SeriesData` without a database."""
-    out = []
-    frame = frame.sort_values(["machine", "test", "energy", "date"], kind="stable")
-    for (machine, test, energy, unit), group in frame.groupby(
-        ["machine", "test", "energy", "unit"], sort=True
-    ):
-        resets = resets_for(events, machine, test, energy)
-        out.append(SeriesData(
-            machine=machine, test=test, energy=energy, unit=unit,
-            dates=pd.to_datetime(group["date"]).to_numpy(dtype="datetime64[s]"),
-            values=group["value"].to_numpy(dtype=float),
-            resets=resets,
-        ))
-    return out

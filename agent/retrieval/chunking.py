@@ -94,6 +94,8 @@ def split_document(doc: ParsedDocument, max_words: int = 200) -> list[Passage]:
     -------
     list of Passage
     """
+    # why long: one reading-order walk over the blocks with its running section path;
+    # the state would otherwise be threaded through helpers.
     passages: list[Passage] = []
     path: list[tuple[int, str]] = []  # (level, heading) from the top
     buffer: list[Block] = []

@@ -203,6 +203,8 @@ class KnowledgeIndex:
         given themselves) and no longer exist are removed. A file that cannot
         be read is reported in ``errors`` and the rest goes on.
         """
+        # why long: the add/replace/remove steps must run in this order for an
+        # interrupted run to stay consistent (see the module docstring).
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p).resolve() for p in paths]

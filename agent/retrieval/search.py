@@ -65,7 +65,7 @@ class SearchResult:
     frequency: str
 
     def contract(self) -> dict[str, Any]:
-        """The ``qa-agent search --json`` fields (DESIGN.md)."""
+        """The ``qa-agent search --json`` fields (README, command line)."""
         return {"source": self.source, "section": self.section,
                 "page": self.page, "text": self.text,
                 "score": round(self.score, 4)}

@@ -77,6 +77,8 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
 
 
 def _chat_tab(app: AppContext, limit: int) -> None:
+    # why long: Gradio layout: the components and their events read top to bottom as the
+    # page shows them.
     conversation = gr.State(Conversation())
     citations = gr.State([])
     with gr.Row(equal_height=False):
@@ -146,6 +148,8 @@ def _chat_tab(app: AppContext, limit: int) -> None:
 
 
 def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
+    # why long: Gradio layout: the components and their events read top to bottom as the
+    # page shows them.
     pending = gr.State(None)
     gr.Markdown("Upload a QA data file (CSV, XLSX, Daily QA 3 export). It is "
                 "checked first; nothing is stored until you press **Import**.")
@@ -216,6 +220,8 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
 
 
 def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
+    # why long: Gradio layout: the components and their events read top to bottom as the
+    # page shows them.
     gr.Markdown("The protocols and procedures the assistant cites. Uploaded "
                 "documents go to the department folder "
                 f"(`{app.settings.watch_dir}`).")

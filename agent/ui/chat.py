@@ -173,6 +173,8 @@ def stream_answer(app: AppContext, question: str, history: list[dict[str, Any]],
         The messages after each token or tool step; the last one has
         ``done`` set and the answer's citations.
     """
+    # why long: the event loop between the worker thread and the Chatbot; its cases
+    # share the messages shown so far.
     history = [*history, {"role": "user", "content": question}]
     yield ChatTurn(history)
     events: queue.Queue[tuple[str, Any]] = queue.Queue()

@@ -37,8 +37,9 @@ class AppContext:
         Serves every chat session; its ``llm`` is None when the backend
         could not be set up (``backend_error`` says why).
     data_ctx : ToolContext
-        Tool context of the Data tab (separate from the agent's so a chart
-        opened there never replaces one a chat is drawing).
+        Tool context of the Data and Reports tabs: the agent's engine, its
+        own charts (so a chart opened there never replaces one a chat is
+        drawing).
     backend, model, backend_error : str
         Shown in the header.
     """
@@ -108,6 +109,8 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
     notify : callable, optional
         Receives progress lines (default: stderr).
     """
+    # why long: the start-up sequence (backend, engine, index, model) in the order a
+    # failure must be reported.
     from agent.graph import Agent
     from agent.llm import LLMError, ModelSetupError
 

@@ -1,0 +1,53 @@
+"""The prompts the agent gives the LLM: routing, answering, rewriting.
+
+The wording is part of the agent's behaviour (small models follow examples
+more than rules): change it only with the eval sets (README.md, "The agent").
+"""
+
+from __future__ import annotations
+
+ROUTER_PROMPT = """You route requests for a linac QA assistant used by medical \
+physicists. Reply with JSON only. intent is one of:
+- protocol: a question about what QA protocols or procedures say (TG-142, \
+TG-218, MPPG 9.a, SPC methods, baselines, action levels, QA devices)
+- tolerance: asks for the tolerance value of one QA test
+- analysis: asks to check, analyse or trend QA measurements of a machine \
+(drift, shifts, control chart, is X drifting, how is the output)
+- fleet: asks for an overview of all machines or which need attention
+- data: asks what QA data, machines or tests are on hand
+- small_talk: greetings, thanks
+- clinical: about a specific patient's treatment, dose or prescription
+- out_of_scope: anything else, or requests to change or delete data
+Fill machine, test, energy, frequency, start and end (YYYY-MM-DD) when named.
+Examples:
+"what is the monthly tolerance for jaw position indicators?" -> \
+{"intent": "tolerance", "test": "jaw", "frequency": "monthly"}
+"Is the 6X output on TrueBeam 2 drifting?" -> \
+{"intent": "analysis", "machine": "TrueBeam 2", "test": "output", "energy": "6X"}
+"how do I set up an I-MR chart?" -> {"intent": "protocol"}
+"which machines need attention?" -> {"intent": "fleet"}
+"what data do we have?" -> {"intent": "data"}
+"what dose should I give this patient?" -> {"intent": "clinical"}
+"""
+
+ANSWER_PROMPT = """You answer linac QA protocol questions for medical \
+physicists using ONLY the numbered passages below. Answer in one to three \
+sentences. Copy every number with its unit exactly as the passage writes it. \
+Cite the passages you use as [1], [2]. If the passages do not answer the \
+question, say "The documents I have do not answer this." Never add numbers \
+that are not in the passages.
+
+Passages:
+{passages}
+"""
+
+#: Added to :data:`ANSWER_PROMPT` when the first answer failed the number check.
+RETRY_NOTE = ("\nYour previous answer contained numbers that are not in "
+              "the passages. Use only numbers that appear in them.")
+
+#: The system prompt of the one query rewrite when retrieval finds nothing.
+REWRITE_PROMPT = (
+    "Rewrite the question as a short keyword search query for linac QA "
+    "protocols (TG-142, TG-218, MPPG 9.a). Reply with the query only.")
+
+__all__ = ["ANSWER_PROMPT", "RETRY_NOTE", "REWRITE_PROMPT", "ROUTER_PROMPT"]

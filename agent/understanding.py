@@ -1,0 +1,341 @@
+"""Understanding a request by rule: a pure function, testable without a model.
+
+:func:`understand` reads a question with plain-word rules: the machines,
+tests, energies, frequencies, beam, machine class and dates it names (the
+words come from :mod:`agent.vocabulary`), whether it continues the previous
+turn ("and for 10X?"), whether it is about a patient, small talk or a
+forbidden action, and the intent when those rules settle it. When they do
+not, :attr:`Request.intent` is None and the agent asks the LLM under the
+:class:`Route` schema (README.md, "The agent").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent.vocabulary import (
+    END_WORDS,
+    MONTHS,
+    START_WORDS,
+    Frequency,
+    MachineClass,
+    alias_patterns,
+    beam_in,
+    canonical_machine,
+    energy_in,
+    frequency_word_in,
+    machine_class_in,
+)
+
+Intent = Literal["protocol", "tolerance", "analysis", "fleet", "data", "small_talk",
+                 "out_of_scope", "clinical"]
+INTENTS: tuple[str, ...] = Intent.__args__  # type: ignore[attr-defined]
+
+
+class Route(BaseModel):
+    """The request, as the router understood it."""
+
+    intent: Intent
+    machine: str | None = None
+    test: str | None = None
+    energy: str | None = None
+    frequency: Frequency | None = None
+    machine_class: MachineClass | None = None
+    beam: Literal["photon", "electron"] | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+#: The names a request can carry: every field of :class:`Route` but the intent.
+NAME_FIELDS: tuple[str, ...] = tuple(f for f in Route.model_fields if f != "intent")
+#: Intents whose arguments a short follow-up ("and for 10X?") inherits.
+FOLLOW_UP_INTENTS: tuple[str, ...] = ("tolerance", "analysis", "protocol")
+
+
+class Request(BaseModel):
+    """A request as the rules understand it, before any model is asked.
+
+    The names are those of :class:`Route` (kept as a separate model so the
+    router's JSON schema stays what the LLM is given); ``intent`` is None
+    when the rules leave the intent to the LLM.
+    """
+
+    intent: Intent | None = None
+    machine: str | None = None
+    test: str | None = None
+    energy: str | None = None
+    frequency: Frequency | None = None
+    machine_class: MachineClass | None = None
+    beam: Literal["photon", "electron"] | None = None
+    start: str | None = None
+    end: str | None = None
+    #: It continues the previous turn and inherits its intent and names.
+    follow_up: bool = False
+    #: About a specific patient (declined, whatever else it names).
+    clinical: bool = False
+    #: A greeting or thanks of at most eight words.
+    small_talk: bool = False
+    #: Asks to change, delete or send data, or to run commands.
+    forbidden: bool = False
+    #: A named test asked with "tolerance", "limit", "how far", "within"...
+    tolerance_lookup: bool = False
+
+    def names(self) -> dict[str, str]:
+        """The names the request carries (machine, test, energy...), set ones only.
+
+        Returns
+        -------
+        dict of str to str
+            Field name to value, for the fields of :data:`NAME_FIELDS` that
+            are not None.
+        """
+        return {k: v for k in NAME_FIELDS if (v := getattr(self, k)) is not None}
+
+    def route(self) -> Route:
+        """The request as a :class:`Route` (only when the rules set the intent).
+
+        Returns
+        -------
+        Route
+            The intent and the names.
+
+        Raises
+        ------
+        ValueError
+            When the intent is None (the LLM decides it).
+        """
+        if self.intent is None:
+            raise ValueError("the rules left this request's intent to the LLM")
+        return Route(intent=self.intent).model_copy(update=self.names())
+
+
+class RequestContext(BaseModel):
+    """What :func:`understand` needs besides the question."""
+
+    #: The machine names on hand (data and tolerance registry).
+    machines: list[str] = Field(default_factory=list)
+    #: The previous turn's request as it was routed, for follow-ups.
+    previous: Route | None = None
+
+
+_CLINICAL = re.compile(
+    r"\b(patient'?s?|prescri\w*|fractionat\w*|fractions? (for|should)"
+    r"|treat (him|her|them)|lesion|tumou?r|metasta\w*|should i (treat|give)"
+    r"|dose (for|to) (this|my|the) (patient|tumou?r|lesion))\b", re.IGNORECASE)
+# "Mrs Jones", "Mr. Smith" (case matters: "I-MR" is a chart).
+_PERSON = re.compile(r"\b(Mr|Mrs|Ms|Miss)\.?\s+[A-Z][a-z]")
+# Intents that plain words settle better than a small model does.
+_ANALYSIS_WORDS = re.compile(
+    r"\b(drift\w*|trend\w*|shift\w*|analy[sz]\w*|control chart|chart|spc|"
+    r"stable|how is|how's|how are|check|look at|signals?|out of control)\b",
+    re.IGNORECASE)
+_FLEET_WORDS = re.compile(
+    r"\b(fleet|all (the )?(machines|linacs)|which (machines|linacs)|worst|"
+    r"need\w* attention|overview|every (machine|linac))\b", re.IGNORECASE)
+_DATA_WORDS = re.compile(
+    r"\b(what|which) (qa )?(data|series|measurements|machines and)\b|"
+    r"\b(data|series) (do we have|on hand|loaded|are loaded|is loaded)\b|"
+    r"\bdate range\b|\bwhat (have we got|do we have|is there) (for|on)\b",
+    re.IGNORECASE)
+_SMALL_TALK = re.compile(r"^\W*(hi|hello|hey|good (morning|afternoon|evening)|"
+                         r"thanks?( you)?|thank you|cheers|bye)\b[\w\s!.,?']*$",
+                         re.IGNORECASE)
+_FORBIDDEN = re.compile(
+    r"^\W*(please\s+|can you\s+|could you\s+|would you\s+|go and\s+)?"
+    r"(delete|remove|drop|erase|overwrite|modify|edit|change|update|set|email|"
+    r"send|upload|post|print|install|download|reset)\b"
+    r"|\b(shell|rm -rf|sudo|bash|terminal command|execute|run (a |the )?"
+    r"(command|script|code))\b", re.IGNORECASE)
+_ASKS_TOLERANCE = re.compile(
+    r"\bwhat('s| is| are)?\b[^?]*\b(toleran\w*|limits?)\b|"
+    r"(?<!within )(?<!in )(?<!of )\btoleran\w*\s*\?\s*$", re.IGNORECASE)
+_ANYTHING = re.compile(r"\b(anything|what should|worr\w*|problems?|issues?)\b",
+                       re.IGNORECASE)
+_FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|also|now)\b",
+                        re.IGNORECASE)
+_TOLERANCE_WORDS = re.compile(
+    r"\btol[a-z]*\b|\blimits?\b|how (far|much|accurate|close)|\bwithin\b|"
+    r"how many (degrees|mm|millimet|percent)|allowed|acceptable|\bbe off\b",
+    re.IGNORECASE)
+_WRITTEN_DATE = re.compile(
+    r"\b(" + "|".join(START_WORDS + END_WORDS) + r")\s+"
+    r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+)?(" + "|".join(MONTHS) + r")\s+(20\d\d)\b")
+
+#: Test names and aliases, longest first, as compiled patterns (built once).
+_TEST_PATTERNS = alias_patterns()
+
+
+def understand(question: str, context: RequestContext) -> Request:
+    """Understand a request by rule, without a model or an index.
+
+    Parameters
+    ----------
+    question : str
+        The user's words.
+    context : RequestContext
+        The machine names on hand and the previous turn's route.
+
+    Returns
+    -------
+    Request
+        The names found and the flags; ``intent`` is set when the rules
+        settle it, in this order: a patient-specific question (clinical, with
+        no names), a follow-up (the previous intent and names, updated by
+        the names found), the plain-word intents of :func:`rule_intent`, a
+        tolerance look-up; otherwise None.
+    """
+    found = mentions(question, context.machines)
+    flags = {
+        "clinical": bool(_CLINICAL.search(question) or _PERSON.search(question)),
+        "small_talk": _is_small_talk(question),
+        "forbidden": bool(_FORBIDDEN.search(question)),
+    }
+    if flags["clinical"]:
+        return Request(intent="clinical", **flags)
+    previous = context.previous
+    if previous and (_FOLLOW_UP.match(question) or len(question.split()) <= 4) \
+            and previous.intent in FOLLOW_UP_INTENTS and found:
+        names = {k: getattr(previous, k) for k in NAME_FIELDS} | found
+        return Request(intent=previous.intent, follow_up=True,
+                       **flags).model_copy(update=names)
+    names = {k: v for k, v in found.items() if k in NAME_FIELDS}
+    ruled = rule_intent(question, names)
+    if ruled is not None:
+        return Request(intent=ruled, **flags).model_copy(update=names)
+    if _is_tolerance_lookup(question, names):
+        # A named test asked with "tolerance", "limit", "how far"... is
+        # a table look-up whatever the model would say: no LLM call.
+        return Request(intent="tolerance", tolerance_lookup=True,
+                       **flags).model_copy(update=names)
+    return Request(**flags).model_copy(update=names)
+
+
+def mentions(question: str, machines: list[str]) -> dict[str, str]:
+    """Machines, tests, energies and frequencies named in a question, by rule.
+
+    More reliable than a small model for names: "truebeam 2", "TB2", "10 MV",
+    "flatness", "lasers", "monthly".
+
+    Parameters
+    ----------
+    question : str
+        The user's words.
+    machines : list of str
+        The machine names on hand.
+
+    Returns
+    -------
+    dict of str to str
+        The names found: any of energy, machine, test, frequency, beam,
+        machine_class, start and end (YYYY-MM-DD).
+    """
+    found: dict[str, str] = {}
+    low = question.lower()
+    # Energy: "6X", "6 MV", "10 MV FFF", "9 MeV", "6E".
+    energy = energy_in(low)
+    if energy:
+        found["energy"] = energy
+    machine = _machine_in(low, machines)
+    if machine:
+        found["machine"] = machine
+    # Test: the longest alias or canonical name found in the question.
+    # The test named first is the subject ("ODI tolerance at isocentre");
+    # at one place the longest alias wins ("output factors" over "output").
+    hits = [(m.start(), -len(m.group(0)), test) for pattern, test in _TEST_PATTERNS
+            if (m := pattern.search(low))]
+    if hits:
+        found["test"] = min(hits)[2]
+    frequency = frequency_word_in(low)
+    if frequency:
+        found["frequency"] = frequency
+    beam = beam_in(low) if "energy" not in found else None
+    if beam:
+        found["beam"] = beam
+    machine_class = machine_class_in(low)
+    if machine_class:
+        found["machine_class"] = machine_class
+    dates = re.findall(r"\b(20\d\d-\d\d-\d\d)\b", question)
+    if dates:
+        found["start"] = dates[0]
+        if len(dates) > 1:
+            found["end"] = dates[1]
+    else:
+        found.update(_written_dates(low))
+    return found
+
+
+def _machine_in(low: str, machines: list[str]) -> str | None:
+    """The known machine named by a window of one to three words, longest first."""
+    tokens = re.findall(r"[a-z0-9]+", low)
+    for size in (3, 2, 1):
+        for i in range(len(tokens) - size + 1):
+            candidate = " ".join(tokens[i:i + size])
+            name = canonical_machine(candidate, machines)
+            if name in machines:
+                return name
+    return None
+
+
+def _written_dates(low: str) -> dict[str, str]:
+    """"since January 2025" -> start 2025-01-01; "up to 1 March 2025" -> end."""
+    found: dict[str, str] = {}
+    for word, day, month, year in _WRITTEN_DATE.findall(low):
+        date = f"{year}-{MONTHS[month]:02d}-{int(day or 1):02d}"
+        key = "start" if word in START_WORDS else "end"
+        found.setdefault(key, date)
+    year = re.search(r"\b(?:in|during|over|for)\s+(20\d\d)\b(?!-)", low)
+    if year and not found:
+        found = {"start": f"{year.group(1)}-01-01", "end": f"{year.group(1)}-12-31"}
+    return found
+
+
+def _is_small_talk(question: str) -> bool:
+    """A greeting or thanks of at most eight words ("hello", "thanks a lot")."""
+    return bool(_SMALL_TALK.match(question)) and len(question.split()) <= 8
+
+
+def _is_tolerance_lookup(question: str, found: dict[str, str]) -> bool:
+    """A named test asked with the word tolerance, limit, how far, within...
+
+    A frequency alone does not make a look-up ("What is the flatness field
+    called in Daily QA 3 data?" is a protocol question).
+    """
+    return "test" in found and bool(_TOLERANCE_WORDS.search(question))
+
+
+def rule_intent(question: str, found: dict[str, str]) -> str | None:
+    """The intent when plain words settle it, else None (the LLM decides).
+
+    Parameters
+    ----------
+    question : str
+        The user's words.
+    found : dict of str to str
+        The names :func:`mentions` found in it.
+
+    Returns
+    -------
+    str or None
+        out_of_scope (a forbidden action), small_talk, data, fleet,
+        tolerance or analysis; None when the words do not settle it.
+    """
+    if _FORBIDDEN.search(question):
+        return "out_of_scope"
+    if _is_small_talk(question):
+        return "small_talk"
+    if _DATA_WORDS.search(question):
+        return "data"
+    if _FLEET_WORDS.search(question) and "test" not in found:
+        return "fleet"
+    if "machine" in found:
+        if "test" in found or "energy" in found:
+            # A named machine and series is a question about its data,
+            # unless it asks what the tolerance is.
+            return "tolerance" if _ASKS_TOLERANCE.search(question) else "analysis"
+        if _ANALYSIS_WORDS.search(question) or _ANYTHING.search(question):
+            # The whole machine: its series worst first.
+            return "fleet"
+    return None
