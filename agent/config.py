@@ -11,6 +11,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -71,6 +72,15 @@ class Settings(BaseModel):
         default="IMRT",
         description="Class assumed for a machine missing from the registry.",
     )
+    timezone: str = Field(
+        default="",
+        description="The department's time zone (IANA, e.g. Europe/Berlin): times "
+        "written with an offset are converted to it. Empty: this machine's zone.",
+    )
+    date_order: str = Field(
+        default="iso", pattern="^(iso|day-first|month-first)$",
+        description="How dates that are not ISO 8601 are read (never guessed).",
+    )
     # SPC defaults: their reasons and references are in agent/qa/options.py
     # (AnalysisOptions); these settings override them for a department.
     baseline_points: int = 30
@@ -102,6 +112,13 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'qa.sqlite'}"
+
+    def read_options(self, machine: str | None = None) -> Any:
+        """How the importers read this department's files (``ReadOptions``)."""
+        from agent.qa.importers.records import ReadOptions
+
+        return ReadOptions(timezone=self.timezone, date_order=self.date_order,
+                           machine=machine)
 
     @property
     def chroma_dir(self) -> Path:

@@ -140,7 +140,8 @@ class QAEngine:
         with self._lock:
             if self.data is not None:
                 if self._file_series is None:
-                    self._file = read_measurements(self.data)
+                    self._file = read_measurements(
+                        self.data, options=self.settings.read_options())
                     self._file_series = series_from_frame(self._file.frame,
                                                           self._file.events)
                 chosen = [s for s in self._file_series
@@ -296,7 +297,8 @@ class QAEngine:
 
     def import_file(self, path: Path, machine: str | None = None) -> ImportReport:
         """Import a QA data file into the store (idempotent); caches dropped."""
-        report = self.store.import_file(path, machine=machine)
+        report = self.store.import_file(path, machine=machine,
+                                        options=self.settings.read_options())
         self.invalidate(data=True, knowledge=False)
         return report
 

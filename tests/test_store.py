@@ -128,3 +128,28 @@ def test_inventory_of_series_on_hand(store_url, tmp_path):
         ("TrueBeam1", "laser", ""): (1, "2024-01-03", "2024-01-03"),
         ("TrueBeam1", "output", "10X"): (1, "2024-01-05", "2024-01-05"),
     }
+
+
+def test_a_store_from_before_the_extra_column_is_brought_up_to_date(store_url,
+                                                                     tmp_path):
+    from sqlalchemy import create_engine, inspect, text
+
+    # The measurement table as the first release made it: no 'extra' column.
+    old = create_engine(store_url)
+    key = ("BIGSERIAL PRIMARY KEY" if old.dialect.name == "postgresql"
+           else "INTEGER PRIMARY KEY")
+    with old.begin() as conn:
+        conn.execute(text(
+            f"CREATE TABLE measurement (id {key}, series_id INTEGER "
+            "NOT NULL, t BIGINT NOT NULL, seq INTEGER NOT NULL, value FLOAT NOT "
+            "NULL, raw_value FLOAT, raw_unit VARCHAR(16), baseline FLOAT, "
+            "import_id INTEGER, source_line INTEGER)"))
+    old.dispose()
+    store = MeasurementStore(store_url)
+    columns = {c["name"] for c in inspect(store.engine).get_columns("measurement")}
+    assert "extra" in columns
+    assert store.import_file(_write(tmp_path, CSV)).added == 5
+    with store.engine.connect() as conn:
+        extras = conn.execute(text("SELECT extra FROM measurement")).scalars().all()
+    assert extras == [None] * 5  # a long CSV says nothing beside its values
+    MeasurementStore(store_url)  # opening again changes nothing

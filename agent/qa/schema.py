@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -58,6 +59,10 @@ measurement_table = Table(
     Column("baseline", Float),
     Column("import_id", Integer, ForeignKey("import_log.id")),
     Column("source_line", Integer),
+    # What the source system said beside the value, as a JSON object: MPC's
+    # threshold and evaluation, QATrack+'s reference and tolerance, Daily QA 3's
+    # temperature and pressure. Kept as read, never used to judge the value.
+    Column("extra", Text),
     UniqueConstraint("series_id", "t", "seq", name="uq_measurement"),
 )
 
@@ -74,3 +79,16 @@ event_table = Table(
     Column("import_id", Integer, ForeignKey("import_log.id")),
     UniqueConstraint("machine", "test", "energy", "t", "kind", name="uq_event"),
 )
+
+#: Columns added after the first release: (table, column, SQL type). A store
+#: made before them gets them on opening (``MeasurementStore`` runs
+#: :func:`missing_columns` and adds each with ALTER TABLE).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("measurement", "extra", "TEXT"),
+)
+
+
+def missing_columns(existing: dict[str, set[str]]) -> list[tuple[str, str, str]]:
+    """The added columns a store's tables lack (``existing``: table -> columns)."""
+    return [(t, c, kind) for t, c, kind in ADDED_COLUMNS
+            if t in existing and c not in existing[t]]

@@ -17,27 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (
-    create_engine,
-    func,
-    select,
-)
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import ServiceError
-from agent.qa.importers import ImportResult, RowError, read_measurements
+from agent.qa.importers import ImportResult, ReadOptions, RowError, read_measurements
 from agent.qa.schema import (
     event_table,
     import_table,
     measurement_table,
     metadata,
+    missing_columns,
     series_table,
 )
 from agent.qa.series import SeriesData, resets_for, series_from_frame  # noqa: F401 (re-exported)
@@ -120,6 +118,7 @@ class MeasurementStore:
         try:
             self.engine: Engine = create_engine(url, future=True)
             metadata.create_all(self.engine)
+            self._add_missing_columns()
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the measurement database {_without_password(url)}: "
@@ -127,9 +126,22 @@ class MeasurementStore:
                 "the server is running."
             ) from None
 
+    def _add_missing_columns(self) -> None:
+        """Bring a store made by an earlier version up to the current tables."""
+        inspector = inspect(self.engine)
+        existing = {t: {c["name"] for c in inspector.get_columns(t)}
+                    for t in inspector.get_table_names()}
+        missing = missing_columns(existing)
+        if missing:
+            with self.engine.begin() as conn:
+                for table, column, kind in missing:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                      f"{kind}"))
+
     # --- writing --------------------------------------------------------------
 
-    def import_file(self, path: str | Path, machine: str | None = None) -> ImportReport:
+    def import_file(self, path: str | Path, machine: str | None = None,
+                    options: ReadOptions | None = None) -> ImportReport:
         """Read a file and store its measurements (see the module docstring).
 
         Raises
@@ -145,7 +157,7 @@ class MeasurementStore:
             ).first()
         if seen is not None:
             return ImportReport(str(path), "", 0, 0, 0, 0, already_imported=True)
-        result = read_measurements(path, machine=machine)
+        result = read_measurements(path, machine=machine, options=options)
         return self.import_result(result, digest)
 
     def import_result(self, result: ImportResult, digest: str) -> ImportReport:
@@ -443,6 +455,14 @@ def _without_password(url: str) -> str:
         return url.split("@")[-1]
 
 
+def _extra_json(frame: pd.DataFrame) -> list[str | None]:
+    """The ``extra`` column as JSON text (None where a reader kept nothing)."""
+    if "extra" not in frame:
+        return [None] * len(frame)
+    return [json.dumps(v, sort_keys=True, ensure_ascii=False)
+            if isinstance(v, dict) and v else None for v in frame["extra"]]
+
+
 def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
     def clean(series: pd.Series) -> list:
         return [None if (isinstance(v, float) and v != v) else v
@@ -457,6 +477,7 @@ def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
         "raw_unit": [v if isinstance(v, str) else None for v in frame["raw_unit"]],
         "baseline": clean(frame["baseline"].astype(float)),
         "source_line": frame["source_line"].astype(int).tolist(),
+        "extra": _extra_json(frame),
     }
     n = len(frame)
     return [

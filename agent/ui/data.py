@@ -74,7 +74,8 @@ def preview_import(app: AppContext, path: str | Path | None,
         The file as a whole cannot be used (the message says what to fix).
     """
     checked = check_upload(path, DATA_SUFFIXES, app.settings.max_upload_mb)
-    result = read_measurements(checked, machine=(machine or "").strip() or None)
+    result = read_measurements(checked, machine=(machine or "").strip() or None,
+                               options=app.settings.read_options())
     result.file = file_name(checked)
     return ImportPreview(checked, file_sha256(checked), result)
 

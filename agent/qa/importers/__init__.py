@@ -40,6 +40,7 @@ from agent.qa.importers.records import (
     EVENT_COLUMNS,
     ImportResult,
     InputError,
+    ReadOptions,
     RowError,
 )
 from agent.qa.importers.tabular import SUPPORTED_SUFFIXES, Table, read_table
@@ -53,6 +54,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "ImportResult",
     "InputError",
+    "ReadOptions",
     "RowError",
     "read_measurements",
 ]
@@ -61,7 +63,8 @@ __all__ = [
 _LONG_REQUIRED = {"date", "machine", "test", "value"}
 
 
-def read_measurements(path: str | Path, machine: str | None = None) -> ImportResult:
+def read_measurements(path: str | Path, machine: str | None = None,
+                      options: ReadOptions | None = None) -> ImportResult:
     """Read a QA measurement file of any supported layout.
 
     Parameters
@@ -69,7 +72,11 @@ def read_measurements(path: str | Path, machine: str | None = None) -> ImportRes
     path : str or Path
         CSV, TSV or XLSX file.
     machine : str, optional
-        Machine name for a wide file without a machine column.
+        Machine name for a wide file without a machine column (overrides
+        ``options.machine``).
+    options : ReadOptions, optional
+        The department's time zone, date order and sheets (default: ISO dates,
+        local time, every sheet).
 
     Returns
     -------
@@ -83,6 +90,8 @@ def read_measurements(path: str | Path, machine: str | None = None) -> ImportRes
         is usable; the message names the file and what to fix.
     """
     path = Path(path)
+    options = options or ReadOptions()
+    machine = machine or options.machine
     table = read_table(path)
     result = _read_layout(path, table, machine)
     result.rows_read = len(table.body)

@@ -33,6 +33,30 @@ EVENT_COLUMNS = ["date", "machine", "test", "energy", "kind", "note", "source_li
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How to read a department's files; from the settings (``read_options``).
+
+    Attributes
+    ----------
+    timezone : str
+        The department's time zone (IANA name, e.g. ``Australia/Sydney``):
+        a time written with an offset is converted to it, never dropped.
+        Empty: the machine's local zone.
+    date_order : {"iso", "day-first", "month-first"}
+        How a date that is not ISO 8601 is read; never guessed.
+    sheets : tuple of str
+        Workbook sheets to read (empty: every sheet).
+    machine : str or None
+        Machine name for a file without a machine column.
+    """
+
+    timezone: str = ""
+    date_order: str = "iso"
+    sheets: tuple[str, ...] = ()
+    machine: str | None = None
+
+
+@dataclass(frozen=True)
 class RowError:
     """One rejected row (or header problem) of an input file."""
 
