@@ -52,6 +52,13 @@ TREND_WINDOW = _DEFAULTS.trend_window
 SECONDS_PER_DAY = 86400.0
 
 
+def iso_many(values: np.ndarray) -> list[str]:
+    """:func:`iso` of each date of an array (one numpy call: fleets have many)."""
+    text = np.datetime_as_string(np.asarray(values, dtype="datetime64[s]"),
+                                 unit="s").tolist()
+    return [t[:10] if t.endswith("T00:00:00") else t for t in text]
+
+
 def iso(value: np.datetime64 | None) -> str | None:
     """ISO text of a date: the date alone at midnight, else date and time."""
     if value is None:
@@ -92,6 +99,7 @@ class SeriesAnalysis:
         self.limits: list[spc.ImrLimits | None] = []
         self.baseline_ranges: list[tuple[int, int]] = []
         self.applied: AppliedTolerance | None = None
+        self._limit_parts: dict[int, ControlLimits] = {}
 
     # --- the analysis -----------------------------------------------------------
 
@@ -108,7 +116,9 @@ class SeriesAnalysis:
             Fields of the options to change for this run, e.g.
             ``baseline_points=20`` or ``ruleset="western_electric"``.
         """
-        opts = (options or _DEFAULTS).with_changes(**changes)
+        opts = options or _DEFAULTS
+        if changes:
+            opts = opts.with_changes(**changes)
         self.options = opts
         s = self.series
         dates, values = s.dates, np.asarray(s.values, dtype=float)
@@ -140,8 +150,8 @@ class SeriesAnalysis:
             latest_level=latest_level, status=status, status_reason=reason,
             tolerance=(ToleranceApplied(**self.applied.as_dict())
                        if self.applied else None),
-            out_of_tolerance=[iso(d) for d in dates[out_tol]],
-            out_of_action=[iso(d) for d in dates[levels == "action"]],
+            out_of_tolerance=iso_many(dates[out_tol]),
+            out_of_action=iso_many(dates[levels == "action"]),
             segment_start=iso(dates[a]) if n else None,
             baseline_available=base_b - base_a,
             baseline_needed=max(opts.min_baseline_points, 2),
@@ -258,7 +268,7 @@ class SeriesAnalysis:
             n=lim.n, start=iso(dates[base_a]), end=iso(dates[base_b - 1]),
             method=("date range" if opts.baseline_start else
                     f"first {opts.baseline_points} points of the segment"))
-        parts["spc"] = _limits_part(lim, opts.ruleset)
+        parts["spc"] = self._limits_of(lim)
         if lim.sigma > 0:
             ewma = spc.ewma(seg_vals, lim.center, lim.sigma, opts.ewma_lambda,
                             opts.ewma_L)
@@ -284,12 +294,19 @@ class SeriesAnalysis:
         parts["capability"], parts["tg218"] = self._capability(lim)
         return parts
 
+    def _limits_of(self, lim: spc.ImrLimits) -> ControlLimits:
+        """The typed limits of a segment, made once (the result and the chart
+        share them)."""
+        made = self._limit_parts.get(id(lim))
+        if made is None:
+            made = self._limit_parts[id(lim)] = _limits_part(lim, self.options.ruleset)
+        return made
+
     def _chart_data(self) -> ChartData:
         """The points and segments a control chart draws."""
         segments = [
             ChartSegment(start=a, end=b,
-                         limits=_limits_part(lim, self.options.ruleset)
-                         if lim is not None else None,
+                         limits=self._limits_of(lim) if lim is not None else None,
                          baseline=(ba, bb) if bb > ba else None)
             for (a, b), lim, (ba, bb) in zip(self.segments, self.limits,
                                               self.baseline_ranges, strict=True)
