@@ -16,7 +16,11 @@ b. a change starting at point ``--change`` (default 150 of 250): a 1 sigma
    and left out of the delay statistics; runs without a signal by the end
    are "not detected";
 c. for runs detected after the change: the fraction whose direction is right,
-   and the error of the onset estimate (|onset - change| in measurements).
+   and the error of the onset estimate (|onset - change| in measurements);
+d. the same with contamination: 1 % and 3 % of the points (anywhere, the
+   baseline included) replaced by outliers 6 to 12 sigma from the series'
+   value at that point, with a random sign (setup errors, one-off bad
+   readings): stable series (false verdicts) and every change.
 
 Run from the repository root::
 
@@ -40,7 +44,8 @@ import numpy as np
 from provenance import code_version  # bench/ is on sys.path when run
 
 from agent.qa.analysis import DRIFT_H, DRIFT_K, SeriesAnalysis
-from agent.qa.store import SeriesData
+from agent.qa.options import AnalysisOptions
+from agent.qa.series import SeriesData
 from agent.qa.tolerances import ToleranceTables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,19 +117,39 @@ def stats_of(values: list[int]) -> dict[str, float | None]:
             "max": float(arr.max())}
 
 
+#: Outlier fractions of the contaminated cases, and the outliers' size.
+CONTAMINATION = (0.01, 0.03)
+OUTLIER_SIGMA = (6.0, 12.0)
+
+
+def contaminate(rng: np.random.Generator, values: np.ndarray,
+                fraction: float) -> np.ndarray:
+    """``fraction`` of the points replaced by 6-12 sigma outliers, random sign."""
+    if fraction <= 0:
+        return values
+    out = values.copy()
+    count = max(1, round(fraction * values.size))
+    where = rng.choice(values.size, size=count, replace=False)
+    size = rng.uniform(*OUTLIER_SIGMA, size=count) * SD
+    out[where] += np.where(rng.random(count) < 0.5, -1.0, 1.0) * size
+    return out
+
+
 def run_stable(rng: np.random.Generator, runs: int, length: int,
-               tables: ToleranceTables) -> dict[str, Any]:
+               tables: ToleranceTables, fraction: float = 0.0) -> dict[str, Any]:
     """False-alarm rate of the drift verdict on in-control series."""
     t0 = time.perf_counter()
     alarms = 0
     signal_at: list[int] = []
     for _ in range(runs):
-        detected, _d, signal, _o = verdict(rng.normal(0.0, SD, length), tables)
+        values = contaminate(rng, rng.normal(0.0, SD, length), fraction)
+        detected, _d, signal, _o = verdict(values, tables)
         if detected:
             alarms += 1
             signal_at.append(int(signal))
     low, high = wilson(alarms, runs)
     return {
+        "contamination": fraction,
         "runs": runs, "length": length, "false_verdicts": alarms,
         "rate": alarms / runs, "wilson95": [low, high],
         "signal_index_of_false_verdicts": signal_at,
@@ -133,7 +158,8 @@ def run_stable(rng: np.random.Generator, runs: int, length: int,
 
 
 def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
-               length: int, change: int, tables: ToleranceTables) -> dict[str, Any]:
+               length: int, change: int, tables: ToleranceTables,
+               fraction: float = 0.0) -> dict[str, Any]:
     """Detection delay, direction and onset error for one kind of change."""
     t0 = time.perf_counter()
     ramp = np.clip(np.arange(length) - change + 1, 0, None).astype(float)
@@ -144,7 +170,8 @@ def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
     early = missed = right = 0
     for _ in range(runs):
         sign = 1 if rng.random() < 0.5 else -1
-        values = rng.normal(0.0, SD, length) + sign * SD * shape
+        values = contaminate(rng, rng.normal(0.0, SD, length)
+                             + sign * SD * shape, fraction)
         detected, direction, signal, onset = verdict(values, tables)
         if not detected:
             missed += 1
@@ -157,7 +184,8 @@ def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
         onset_errors.append(abs(int(onset) - change))
     detected_after = len(delays)
     return {
-        "scenario": scenario.name, "step_sigma": scenario.step,
+        "scenario": scenario.name, "contamination": fraction,
+        "step_sigma": scenario.step,
         "ramp_sigma_per_day": scenario.ramp, "runs": runs, "length": length,
         "change_at": change,
         "detected_after_change": detected_after,
@@ -178,32 +206,33 @@ def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
 
 def summary(result: dict[str, Any]) -> str:
     """A short text summary for people."""
-    s = result["stable"]
-    lo, hi = s["wilson95"]
-    if hi < 0.02:
-        aim = "met (whole interval below 2 %)"
-    elif s["rate"] < 0.02:
-        aim = "met by the estimate, not by the whole interval"
-    else:
-        aim = "NOT met"
     code = result["environment"]["code"]
     dirty = code["uncommitted_library_changes"]
     lines = [
         f"Code: commit {code['commit']}"
         + (f" with uncommitted changes ({', '.join(dirty)})" if dirty else "")
         + f"; agent/qa sha256 {code['agent_qa_sha256']}",
-        f"Drift verdict (self-starting CUSUM k={DRIFT_K}, h={DRIFT_H}), "
-        f"{result['config']['runs']} runs per case, {s['length']} points, "
-        f"sd {SD}:",
-        f"a. stable: {s['false_verdicts']}/{s['runs']} false verdicts = "
-        f"{100 * s['rate']:.2f} % (95 % Wilson {100 * lo:.2f} to {100 * hi:.2f} %)"
-        f"; aim < 2 %: {aim}",
+        f"Drift verdict (self-starting CUSUM k={DRIFT_K}, h={DRIFT_H}, scores "
+        f"winsorised at {result['config']['drift_clip']}), "
+        f"{result['config']['runs']} runs per case, "
+        f"{result['config']['length']} points, sd {SD}:",
     ]
+    for s in [result["stable"], *result["stable_contaminated"]]:
+        lo, hi = s["wilson95"]
+        aim = ("met (whole interval below 2 %)" if hi < 0.02 else
+               "met by the estimate, not by the whole interval"
+               if s["rate"] < 0.02 else "NOT met")
+        lines.append(
+            f"a. stable, {100 * s['contamination']:.0f} % outliers: "
+            f"{s['false_verdicts']}/{s['runs']} false verdicts = "
+            f"{100 * s['rate']:.2f} % (95 % Wilson {100 * lo:.2f} to "
+            f"{100 * hi:.2f} %); aim < 2 %: {aim}")
     for c in result["changes"]:
         d, o = c["delay_measurements"], c["onset_abs_error_measurements"]
         fmt = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
         lines.append(
-            f"b. {c['scenario']:24} delay median {fmt(d['median'])}, mean "
+            f"b. {c['scenario']:24} {100 * c['contamination']:.0f} % outliers: "
+            f"delay median {fmt(d['median'])}, mean "
             f"{fmt(d['mean'])}, p90 {fmt(d['p90'])}; not detected "
             f"{100 * c['fraction_not_detected']:.1f} %, signal before change "
             f"{100 * c['fraction_signal_before_change']:.1f} %; direction right "
@@ -234,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "config": {"runs": args.runs, "length": args.length, "change": args.change,
                    "seed": args.seed, "sd": SD, "drift_k": DRIFT_K,
-                   "drift_h": DRIFT_H, "series": "SimLinac output 6X, %, daily",
+                   "drift_h": DRIFT_H, "drift_clip": AnalysisOptions().drift_clip,
+                   "contamination": list(CONTAMINATION),
+                   "outlier_sigma": list(OUTLIER_SIGMA),
+                   "series": "SimLinac output 6X, %, daily",
                    "delay_convention": "delay_measurements = signal index - "
                    "change index + 1 (the changed point counts as 1); "
                    "delay_index_difference = signal index - change index"},
@@ -244,12 +276,21 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(), "code": code_version(),
         },
         "stable": run_stable(rng, args.runs, args.length, tables),
+        "stable_contaminated": [],
         "changes": [],
     }
-    for scenario in SCENARIOS:
-        print(f"b. {scenario.name} ...", file=sys.stderr, flush=True)
-        result["changes"].append(run_change(rng, scenario, args.runs, args.length,
-                                            args.change, tables))
+    for fraction in CONTAMINATION:
+        print(f"a. stable series, {fraction:.0%} outliers ...", file=sys.stderr,
+              flush=True)
+        result["stable_contaminated"].append(
+            run_stable(rng, args.runs, args.length, tables, fraction))
+    for fraction in (0.0, *CONTAMINATION):
+        for scenario in SCENARIOS:
+            print(f"b. {scenario.name}, {fraction:.0%} outliers ...",
+                  file=sys.stderr, flush=True)
+            result["changes"].append(run_change(
+                rng, scenario, args.runs, args.length, args.change, tables,
+                fraction))
     result["seconds_total"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

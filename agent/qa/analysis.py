@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.qa import spc
+from agent.qa.drift import SECONDS_PER_DAY, drift_verdict, iso, rounded
 from agent.qa.options import AnalysisOptions
 from agent.qa.result import (
     Baseline,
@@ -49,7 +50,6 @@ DRIFT_H = _DEFAULTS.drift_h
 DRIFT_K = _DEFAULTS.drift_k
 DRIFT_WINDOW = _DEFAULTS.drift_window
 TREND_WINDOW = _DEFAULTS.trend_window
-SECONDS_PER_DAY = 86400.0
 
 
 def iso_many(values: np.ndarray) -> list[str]:
@@ -57,20 +57,6 @@ def iso_many(values: np.ndarray) -> list[str]:
     text = np.datetime_as_string(np.asarray(values, dtype="datetime64[s]"),
                                  unit="s").tolist()
     return [t[:10] if t.endswith("T00:00:00") else t for t in text]
-
-
-def iso(value: np.datetime64 | None) -> str | None:
-    """ISO text of a date: the date alone at midnight, else date and time."""
-    if value is None:
-        return None
-    text = str(np.datetime64(value, "s"))
-    return text[:10] if text.endswith("T00:00:00") else text
-
-
-def _r(value: float | None, digits: int = 4) -> float | None:
-    if value is None or not np.isfinite(value):
-        return None
-    return round(float(value), digits)
 
 
 def _episodes(mask: np.ndarray) -> np.ndarray:
@@ -100,6 +86,8 @@ class SeriesAnalysis:
         self.baseline_ranges: list[tuple[int, int]] = []
         self.applied: AppliedTolerance | None = None
         self._limit_parts: dict[int, ControlLimits] = {}
+        self._latest_jump = False
+        self._baseline_unstable = ""
 
     # --- the analysis -----------------------------------------------------------
 
@@ -141,12 +129,12 @@ class SeriesAnalysis:
         drift = self._drift(dates[a:b], values[a:b], days[a:b],
                             base_b - base_a if lim is not None else 0)
         latest_level = str(levels[-1]) if n else "ok"
-        status, reason = self._status(latest_level, drift, z_current)
+        status, reason = self._status(levels, drift, z_current)
         self._result = SeriesResult(
             machine=s.machine, test=s.test, energy=s.energy, unit=s.unit, n=int(n),
             first_date=iso(dates[0]) if n else None,
             last_date=iso(dates[-1]) if n else None,
-            latest_value=_r(values[-1]) if n else None,
+            latest_value=rounded(values[-1]) if n else None,
             latest_level=latest_level, status=status, status_reason=reason,
             tolerance=(ToleranceApplied(**self.applied.as_dict())
                        if self.applied else None),
@@ -238,14 +226,19 @@ class SeriesAnalysis:
             if base[1] - base[0] < max(opts.min_baseline_points, 2):
                 self.limits.append(None)
                 continue
-            lim = spc.imr_limits(seg_vals[base[0]:base[1]])
+            lim = spc.imr_limits(seg_vals[base[0]:base[1]], opts.sigma_from)
             self.limits.append(lim)
             if lim.sigma <= 0:
                 continue
             z = (seg_vals - lim.center) / lim.sigma
             if i == chosen:
                 z_current = z
-            for rule, mask in spc.rule_masks(z, opts.ruleset).items():
+            masks = spc.rule_masks(z, opts.ruleset)
+            masks["MR"] = spc.moving_range_mask(seg_vals, lim.mr_ucl)
+            if i == chosen:
+                self._latest_jump = bool(masks["MR"][-1]) if b > a else False
+                self._baseline_unstable = _instability(z[base[0]:base[1]])
+            for rule, mask in masks.items():
                 text = spc.RULES.get(opts.ruleset, {}).get(rule) or _rule_text(rule)
                 for j in _episodes(mask):
                     signals.append(Signal(rule=rule, date=iso(dates[a + j]),
@@ -286,11 +279,11 @@ class SeriesAnalysis:
             parts["ewma"] = EwmaSummary(**{"lambda": opts.ewma_lambda},
                                         L=opts.ewma_L,
                                         first_signal=first(ewma.signal),
-                                        latest=_r(ewma.z[-1]))
+                                        latest=rounded(ewma.z[-1]))
             parts["cusum"] = CusumSummary(k=opts.cusum_k, h=opts.cusum_h,
                                           first_signal=first(cusum.signal),
-                                          upper=_r(cusum.upper[-1]),
-                                          lower=_r(cusum.lower[-1]))
+                                          upper=rounded(cusum.upper[-1]),
+                                          lower=rounded(cusum.lower[-1]))
         parts["capability"], parts["tg218"] = self._capability(lim)
         return parts
 
@@ -322,107 +315,51 @@ class SeriesAnalysis:
         lsl, usl, target = self.applied.spec_limits()
         c = spc.capability(lim.center, lim.sigma, lsl, usl, target)
         low, high, width = spc.tg218_action_limits(lim.center, lim.sigma, target)
-        cap = Capability(cp=_r(c.cp, 3), cpk=_r(c.cpk, 3), cpm=_r(c.cpm, 3),
+        ci = spc.capability_interval(c, lim.n, lim.center, lim.sigma,
+                                     required=self.options.capability_required)
+        verdict, reason = ci.verdict, _interval_reason(ci, self.options)
+        if self._baseline_unstable:
+            # Capability describes a process in control (Montgomery ch. 8): an
+            # unstable baseline allows no verdict, whatever the indices say.
+            verdict = "undetermined"
+            reason = (f"the baseline is not stable ({self._baseline_unstable}): "
+                      "no capability verdict")
+        cap = Capability(cp=rounded(c.cp, 3), cpk=rounded(c.cpk, 3),
+                         cpm=rounded(c.cpm, 3),
                          lsl=c.lsl, usl=c.usl, target=target,
-                         capable=bool(c.cpk is not None and c.cpk >= 1.0))
-        tg218 = TG218Limits(lower_action_limit=_r(low), upper_action_limit=_r(high),
-                            action_width=_r(width), target=target, beta=6.0,
-                            lower_tolerance_limit_lcl=_r(lim.lcl))
+                         cp_ci=_pair(ci.cp), cpk_ci=_pair(ci.cpk),
+                         cpm_ci=_pair(ci.cpm), verdict=verdict, reason=reason,
+                         capable=verdict == "capable")
+        tg218 = TG218Limits(lower_action_limit=rounded(low),
+                            upper_action_limit=rounded(high),
+                            action_width=rounded(width), target=target, beta=6.0,
+                            lower_tolerance_limit_lcl=rounded(lim.lcl))
         return cap, tg218
 
-    def _drift(self, dates, values, days, n_base: int) -> DriftVerdict:
-        opts = self.options
-        method = (f"self-starting CUSUM (k={opts.drift_k}, h={opts.drift_h}) over "
-                  f"the last {opts.drift_window} measurements after the baseline "
-                  "of the current segment")
-        if n_base < 3 or values.size <= n_base:
-            return DriftVerdict(
-                detected=False, direction=0, onset=None, signal_date=None,
-                slope_per_day=None, slope_ci=None, trend_p_value=None,
-                projected_crossing=None, projected_action_crossing=None,
-                method=method, evidence="Not enough points after the baseline "
-                "for a drift verdict.")
-        skipped = max(0, values.size - n_base - opts.drift_window)
-        n_base += skipped  # indices below are relative to the window start
-        scores = spc.self_starting_scores(values, n_base - skipped, first=n_base)
-        cs = spc.cusum(np.nan_to_num(scores, nan=0.0), opts.drift_k, opts.drift_h)
-        detected = bool(cs.signal.any())
-        direction, onset_idx, signal_idx = 0, None, None
-        if detected:
-            j = int(cs.signal.argmax())
-            up = cs.upper[j] > opts.drift_h
-            direction = 1 if up else -1
-            side = cs.upper if up else cs.lower
-            zeros = np.flatnonzero(side[: j + 1] == 0)
-            onset_idx = n_base + (int(zeros[-1]) + 1 if zeros.size else 0)
-            signal_idx = n_base + j
-        # Trend: since the onset when known, else over the recent points.
-        lo = (onset_idx if onset_idx is not None
-              else max(0, values.size - opts.trend_window))
-        if values.size - lo < 5:
-            lo = max(0, values.size - 5)
-        trend = spc.robust_trend(days[lo:], values[lo:])
-        crossing = action_crossing = None
-        if trend.p_value < 0.05 and self.applied is not None:
-            crossing, action_crossing = self._crossings(trend, days[-1], values[-1])
-        if detected:
-            before = values[max(0, onset_idx - opts.drift_window):onset_idx].mean()
-            evidence = (
-                f"CUSUM signalled on {iso(dates[signal_idx])} "
-                f"({'upward' if direction > 0 else 'downward'}); change estimated "
-                f"to start {iso(dates[onset_idx])}. Mean before {before:.3g}, "
-                f"since {values[onset_idx:].mean():.3g}.")
-        else:
-            evidence = (f"No sustained change: the CUSUM stayed below "
-                        f"h={opts.drift_h} over the last {values.size - n_base} "
-                        "points.")
-        evidence += (f" Theil-Sen slope {trend.slope_per_day:.4g} per day "
-                     f"(95% CI {trend.slope_low:.3g} to {trend.slope_high:.3g}), "
-                     f"Mann-Kendall p={trend.p_value:.3g} over {trend.n} points.")
-        return DriftVerdict(
-            detected=detected, direction=direction,
-            onset=iso(dates[onset_idx]) if onset_idx is not None else None,
-            signal_date=iso(dates[signal_idx]) if signal_idx is not None else None,
-            slope_per_day=_r(trend.slope_per_day, 6),
-            slope_ci=(_r(trend.slope_low, 6), _r(trend.slope_high, 6)),
-            trend_p_value=_r(trend.p_value, 6), projected_crossing=crossing,
-            projected_action_crossing=action_crossing, method=method,
-            evidence=evidence,
-        )
+    def _drift(self, dates: np.ndarray, values: np.ndarray, days: np.ndarray,
+               n_base: int) -> DriftVerdict:
+        """The drift verdict of the current segment (:mod:`agent.qa.drift`)."""
+        return drift_verdict(dates, values, days, n_base, self.options,
+                             self.applied)
 
-    def _crossings(self, trend: spc.Trend, last_day: float, last_value: float):
-        applied = self.applied
-        row = applied.row
-        bands = applied.bands()
-        if trend.slope_per_day > 0:
-            tol, act = bands["tol_high"], bands["act_high"]
-        else:
-            tol, act = bands["tol_low"], bands["act_low"]
-        out = []
-        for level in (tol, act):
-            if level is None:
-                out.append(None)
-                continue
-            already = (last_value > level) if trend.slope_per_day > 0 else (
-                last_value < level)
-            if row.kind == "minimum" and trend.slope_per_day > 0:
-                already = False
-            delta = spc.days_to_reach(trend, level, last_day)
-            if already or delta is None:
-                out.append(None)
-                continue
-            when = np.datetime64(int((last_day + delta) * SECONDS_PER_DAY), "s")
-            out.append(iso(when.astype("datetime64[D]").astype("datetime64[s]")))
-        return out[0], out[1]
+    def _status(self, levels: np.ndarray, drift: DriftVerdict,
+                z: np.ndarray | None) -> tuple[str, str]:
+        """ok / watch / action from the recent levels, the drift and the chart.
 
-    def _status(self, latest_level: str, drift: DriftVerdict, z: np.ndarray | None):
-        """ok / watch / action from the latest level, the drift and the chart.
-
-        Run rules other than a point beyond the limits are evidence only: with
-        eight rules, one fires by chance on most stable series every few weeks.
+        ``action``: the latest value beyond tolerance, or ``escalate_count`` of
+        the last ``escalate_window`` (options). Run rules other than a point
+        beyond the limits are evidence only: with eight rules, one fires by
+        chance on most stable series every few weeks.
         """
+        latest_level = str(levels[-1]) if levels.size else "ok"
+        opts = self.options
+        recent = levels[-opts.escalate_window:]
+        repeated = int(np.sum(recent == "action"))
         if latest_level == "action":
             return "action", "latest measurement beyond tolerance"
+        if repeated >= opts.escalate_count:
+            return "action", (f"{repeated} of the last {recent.size} measurements "
+                              "beyond tolerance")
         if latest_level == "inspection":
             return "watch", "latest measurement beyond the inspection level"
         if drift.detected:
@@ -430,6 +367,9 @@ class SeriesAnalysis:
         if z is not None and z.size and abs(z[-1]) > 3:
             return "watch", ("latest measurement outside the control limits "
                              "(inspection level)")
+        if self._latest_jump:
+            return "watch", ("latest measurement jumped from the previous one "
+                             "beyond the moving-range limit")
         return "ok", "within tolerance, no drift, no recent signal"
 
     # --- outputs --------------------------------------------------------------------
@@ -459,15 +399,49 @@ class SeriesAnalysis:
         control_chart_png(self.results_data(), path)
 
 
+def _instability(z: np.ndarray) -> str:
+    """Why a baseline is not stable, or "" (z: its points in its own sigmas).
+
+    A point beyond 4 sigma, or two beyond 3 sigma: chance makes either rare in
+    30 in-control points (about 0.2% and 0.3%), where a single point beyond 3
+    sigma happens in 8% of stable baselines and is not enough to refuse one.
+    """
+    far = int(np.sum(np.abs(z) > 4))
+    out = int(np.sum(np.abs(z) > 3))
+    if far:
+        return f"{far} point(s) beyond 4 sigma of its own limits"
+    if out >= 2:
+        return f"{out} points beyond its own control limits"
+    return ""
+
+
+def _pair(ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    return None if ci is None else (rounded(ci[0], 3), rounded(ci[1], 3))
+
+
+def _interval_reason(ci: spc.CapabilityInterval, opts: AnalysisOptions) -> str:
+    if ci.cpk is None:
+        return "too few baseline points for an interval"
+    lo, hi = ci.cpk
+    need = f"{opts.capability_required:g}"
+    return {"capable": f"95% interval of Cpk {lo:.2f} to {hi:.2f}, above {need}",
+            "not capable": f"95% interval of Cpk {lo:.2f} to {hi:.2f}, below {need}",
+            }.get(ci.verdict, f"95% interval of Cpk {lo:.2f} to {hi:.2f} "
+                              f"includes {need}: more baseline points needed")
+
+
 def _limits_part(lim: spc.ImrLimits, ruleset: str) -> ControlLimits:
-    return ControlLimits(center=_r(lim.center), ucl=_r(lim.ucl), lcl=_r(lim.lcl),
-                         sigma=_r(lim.sigma), mr_bar=_r(lim.mr_bar),
-                         mr_ucl=_r(lim.mr_ucl), ruleset=ruleset)
+    return ControlLimits(center=rounded(lim.center), ucl=rounded(lim.ucl),
+                         lcl=rounded(lim.lcl),
+                         sigma=rounded(lim.sigma), mr_bar=rounded(lim.mr_bar),
+                         mr_ucl=rounded(lim.mr_ucl), ruleset=ruleset)
 
 
 _EXTRA_RULES = {
     "EWMA": "EWMA beyond its control limits",
     "CUSUM": "CUSUM beyond its decision interval",
+    "MR": "moving range beyond its upper limit: a jump from the previous "
+          "measurement",
 }
 
 

@@ -52,6 +52,34 @@ class AnalysisOptions:
     trend_window : int
         Points used for the Theil-Sen trend when no drift onset is known
         (about four months of daily QA).
+    drift_clip : float
+        The drift verdict is robust to isolated outliers: the self-starting
+        scores are winsorised at +-2.5 SD and an outlier does not enter the
+        running reference (Lucas & Crosier 1982, the winsorised CUSUM). One
+        bad reading then adds at most 2.5 - k = 2.0 to the CUSUM, so it takes
+        five readings far out on one side, not one, to reach h = 9: a setup
+        error is an out-of-tolerance day, not a drift. 2.5 rather than 3: with
+        3% of the points 6-12 SD outliers, 3 let 2% of stable series be called
+        drifting, 2.5 keeps it near 1% while a 2 SD step is still caught in a
+        median 8 measurements (``bench/drift_simulation.py``). A signal must
+        also survive without its most extreme reading when that reading is an
+        outlier (the persistence check of ``agent.qa.drift.persistent_cusum``).
+        0: the plain scores, no persistence check.
+    drift_outlier : float
+        A score beyond 4.5 SD counts as an outlier for the persistence check:
+        a 2 SD step gives such a score to about 1% of its points, a 6-12 SD
+        bad reading always does.
+    sigma_from : {"mean_mr", "median_mr"}
+        Sigma and limits from the mean moving range (the textbook I-MR chart)
+        or from the median moving range (robust to a bad day in the baseline;
+        Wheeler & Chambers 1992).
+    escalate_window, escalate_count : int
+        Status ``action`` when the latest value is beyond tolerance, or when
+        at least ``escalate_count`` of the last ``escalate_window`` are (2 of
+        5: a second bad day within a working week is a pattern, not chance).
+    capability_required : float
+        The Cpk a capable process shows (1.0: the tolerance is 3 sigma from
+        the mean); read from the 95% interval, not the point estimate.
     """
 
     baseline_points: int = 30
@@ -67,6 +95,12 @@ class AnalysisOptions:
     drift_h: float = 9.0
     drift_window: int = 250
     trend_window: int = 120
+    drift_clip: float = 2.5
+    drift_outlier: float = 4.5
+    sigma_from: str = "mean_mr"
+    escalate_window: int = 5
+    escalate_count: int = 2
+    capability_required: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> AnalysisOptions:

@@ -126,8 +126,31 @@ def tolerance_phrase(r: SeriesResult, max_dates: int = MAX_DATES) -> str:
 
 
 def status_phrase(r: SeriesResult) -> str:
-    """"TrueBeam2 10X output (730 measurements): status watch."."""
-    return f"{spoken_name(r)} ({r.n} measurements): status {r.status}."
+    """"TrueBeam2 10X output (730 measurements): status watch (drift since ...)."
+
+    The reason says which rule set the status (the latest value, 2 of the
+    last 5 beyond tolerance, a drift, a control-limit signal).
+    """
+    return (f"{spoken_name(r)} ({r.n} measurements): status {r.status} "
+            f"({r.status_reason}).")
+
+
+def _interval(ci: tuple[float, float] | None) -> str:
+    return f" (95% CI {number(ci[0])} to {number(ci[1])})" if ci else ""
+
+
+def capability_phrase(r: SeriesResult) -> str:
+    """"Cpk 1.4 (95% CI 1.0 to 1.8), Cp ..., Cpm ...: capable (...)"."""
+    c = r.capability
+    if c is None or c.cpk is None:
+        return "no capability: no tolerance row or no spread in the baseline"
+    parts = [f"Cpk {number(c.cpk)}{_interval(c.cpk_ci)}"]
+    if c.cp is not None:
+        parts.append(f"Cp {number(c.cp)}{_interval(c.cp_ci)}")
+    if c.cpm is not None:
+        parts.append(f"Cpm {number(c.cpm)}{_interval(c.cpm_ci)}")
+    return ", ".join(parts) + f": {c.verdict}" + (f" ({c.reason})" if c.reason
+                                                 else "")
 
 
 def series_answer(r: SeriesResult) -> str:
@@ -172,8 +195,7 @@ def result_text(r: SeriesResult) -> str:
         lines.append("  Signals (latest): " + "; ".join(
             f"{s.rule} {s.date}" for s in recent) + f" ({len(r.signals)} in all)")
     if r.capability and r.capability.cpk is not None:
-        c = r.capability
-        lines.append(f"  Capability: Cp {c.cp}, Cpk {c.cpk}, Cpm {c.cpm}")
+        lines.append(f"  Capability: {capability_phrase(r)}")
     lines.extend(f"  Note: {note}" for note in r.notes)
     return "\n".join(lines)
 
@@ -265,8 +287,7 @@ def number_rows(r: SeriesResult) -> list[tuple[str, str]]:
                                        f" of {r.baseline_needed} needed)"))
     cap = r.capability
     if cap and cap.cpk is not None:
-        rows.append(("Capability", f"Cpk {number(cap.cpk)}, Cp {number(cap.cp)}, "
-                                   f"Cpm {number(cap.cpm)}"))
+        rows.append(("Capability", capability_phrase(r)))
     rows.append(("Out of tolerance", f"{len(r.out_of_tolerance)} measurement(s)"
                  + (f", last {r.out_of_tolerance[-1]}" if r.out_of_tolerance
                     else "")))
@@ -295,7 +316,8 @@ def _trend_rows(r: SeriesResult) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["analysis_answer", "chart_title", "data_answer", "direction_word",
+__all__ = ["analysis_answer", "capability_phrase", "chart_title", "data_answer",
+           "direction_word",
            "drift_phrase", "drift_since", "fleet_answer", "fleet_line",
            "fleet_table", "limit_text", "limits_phrase", "number", "number_rows",
            "p_value_text", "quantity", "result_text", "series_answer",

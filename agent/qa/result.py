@@ -106,7 +106,8 @@ class CusumSummary(_Part):
 
 
 class Capability(_Part):
-    """Process capability against the tolerance (Cp, Cpk, Cpm)."""
+    """Process capability against the tolerance (Cp, Cpk, Cpm), with 95%
+    intervals and the reading they allow (see ``spc.capability_interval``)."""
 
     cp: float | None
     cpk: float | None
@@ -114,6 +115,13 @@ class Capability(_Part):
     lsl: float | None
     usl: float | None
     target: float
+    cp_ci: tuple[float, float] | None = None
+    cpk_ci: tuple[float, float] | None = None
+    cpm_ci: tuple[float, float] | None = None
+    #: "capable", "not capable" or "undetermined" (from the Cpk interval).
+    verdict: str = "undetermined"
+    #: Why: the interval, or that the baseline is not stable.
+    reason: str = ""
     capable: bool
 
 

@@ -14,11 +14,28 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+# Capability and TG-218 limits live in agent/qa/capability.py; they are part of
+# the same set of pure numbers and are reached through this module too.
+from agent.qa.capability import (
+    Capability,
+    CapabilityInterval,
+    capability,
+    capability_interval,
+    tg218_action_limits,
+)
+
 #: Bias-correction constant for the moving range of two points.
 D2 = 1.128
 #: I-chart limit factor 3/d2 and MR-chart factor D4 (n = 2).
 E2 = 3.0 / D2  # 2.66
 D4 = 3.267
+#: The same from the median moving range (Wheeler & Chambers, Understanding
+#: Statistical Process Control, 1992, table 4): sigma = median MR / 0.954,
+#: I-chart limits CL +- 3.145 median MR, MR-chart limit 3.865 median MR. One bad
+#: day in the baseline moves the median far less than the mean moving range.
+D2_MEDIAN = 0.954
+E2_MEDIAN = 3.145
+D4_MEDIAN = 3.865
 
 
 @dataclass(frozen=True)
@@ -34,23 +51,37 @@ class ImrLimits:
     n: int
 
 
-def imr_limits(baseline: np.ndarray) -> ImrLimits:
+def imr_limits(baseline: np.ndarray, sigma_from: str = "mean_mr") -> ImrLimits:
     """I-MR limits from baseline points (TG-218; Montgomery ch. 6).
 
     Parameters
     ----------
     baseline : ndarray
         The in-control reference measurements, in time order (at least 2).
+    sigma_from : {"mean_mr", "median_mr"}
+        ``mean_mr``: sigma = MR-bar / 1.128, limits CL +- 2.66 MR-bar, MR UCL
+        3.267 MR-bar (the textbook chart). ``median_mr``: the robust form for
+        baselines that may contain a bad day: sigma = median MR / 0.954,
+        limits CL +- 3.145 median MR, MR UCL 3.865 median MR, CL the median
+        (Wheeler & Chambers 1992). ``mr_bar`` is then the median MR.
 
     Returns
     -------
     ImrLimits
-        CL = mean, sigma = MR-bar / 1.128, limits CL +- 2.66 MR-bar,
-        MR UCL = 3.267 MR-bar.
+        CL, MR-bar, sigma, the limits and the MR UCL.
     """
     x = np.asarray(baseline, dtype=float)
     if x.size < 2:
         raise ValueError("I-MR limits need at least two baseline points")
+    if sigma_from == "median_mr":
+        center = float(np.median(x))
+        mr = float(np.median(np.abs(np.diff(x))))
+        return ImrLimits(center=center, mr_bar=mr, sigma=mr / D2_MEDIAN,
+                         ucl=center + E2_MEDIAN * mr, lcl=center - E2_MEDIAN * mr,
+                         mr_ucl=D4_MEDIAN * mr, n=int(x.size))
+    if sigma_from != "mean_mr":
+        raise ValueError(f"sigma_from must be mean_mr or median_mr, not "
+                         f"{sigma_from!r}")
     center = float(x.mean())
     mr_bar = float(np.abs(np.diff(x)).mean())
     sigma = mr_bar / D2
@@ -105,6 +136,20 @@ def _count_of_in_window(z: np.ndarray, level: float, width: int, need: int):
 
 def _run_mask(flags: np.ndarray, length: int) -> np.ndarray:
     return _window_end_mask(flags, length, length)
+
+
+def moving_range_mask(x: np.ndarray, mr_ucl: float) -> np.ndarray:
+    """True at i when |x_i - x_(i-1)| is beyond the MR chart's upper limit.
+
+    The moving-range chart's own test (Montgomery ch. 6): a jump between two
+    consecutive measurements larger than the process shows, as after a
+    service or a chamber swap. Index 0 has no moving range (False).
+    """
+    x = np.asarray(x, dtype=float)
+    out = np.zeros(x.size, dtype=bool)
+    if x.size > 1 and mr_ucl > 0:
+        out[1:] = np.abs(np.diff(x)) > mr_ucl
+    return out
 
 
 def rule_masks(z: np.ndarray, ruleset: str = "nelson") -> dict[str, np.ndarray]:
@@ -224,16 +269,67 @@ def cusum(d: np.ndarray, k: float = 0.5, h: float = 5.0) -> CusumResult:
     return CusumResult(upper, lower, (upper > h) | (lower > h), k, h)
 
 
+def _running_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of x[:i] for every i (index i: the points before i)."""
+    centred = x - x[0]  # centring keeps the running sums accurate
+    n = np.arange(1, x.size + 1, dtype=float)
+    s1 = np.cumsum(centred)
+    s2 = np.cumsum(centred * centred)
+    mean = s1 / n
+    var = (s2 - n * mean * mean) / np.maximum(n - 1, 1)
+    prev_mean = np.r_[np.nan, mean[:-1] + x[0]]
+    prev_sd = np.r_[np.nan, np.sqrt(np.maximum(var[:-1], 0.0))]
+    return prev_mean, prev_sd
+
+
+def winsorised_reference(x: np.ndarray, start: int, clip: float,
+                         passes: int = 2) -> np.ndarray:
+    """The series with outliers pulled in to where they would still be ordinary.
+
+    Each point from ``start`` on that lies more than ``clip`` running SDs from
+    the mean of the points before it is replaced by that mean +- ``clip`` SDs;
+    the reference points before ``start`` are limited to their median +-
+    ``clip`` robust SDs (1.4826 MAD). Two vectorised passes approximate the
+    sequential rule (an outlier no longer inflates the reference of the
+    points after it). Used only as the *reference* of the self-starting
+    scores, never as data.
+    """
+    x = np.asarray(x, dtype=float).copy()
+    base = x[:start]
+    mad = 1.4826 * float(np.median(np.abs(base - np.median(base))))
+    if mad > 0:
+        med = float(np.median(base))
+        x[:start] = np.clip(base, med - clip * mad, med + clip * mad)
+    original = x.copy()
+    for _ in range(passes):
+        prev_mean, prev_sd = _running_reference(x)
+        lo, hi = prev_mean - clip * prev_sd, prev_mean + clip * prev_sd
+        tail = slice(start, None)
+        with np.errstate(invalid="ignore"):
+            x[tail] = np.where(np.isfinite(lo[tail]),
+                               np.clip(original[tail], lo[tail], hi[tail]),
+                               original[tail])
+    return x
+
+
 def self_starting_scores(
-    x: np.ndarray, start: int, first: int | None = None
+    x: np.ndarray, start: int, first: int | None = None,
+    clip: float | None = None, limit: float | None = None,
 ) -> np.ndarray:
-    """Self-starting standardisation (Hawkins 1987).
+    """Self-starting standardisation (Hawkins 1987), optionally robust.
 
     Each point from index ``start`` on is standardised by the mean and standard
     deviation of all points before it, and the t statistic is mapped to a
     standard normal score. For an in-control normal series the scores are
     exactly independent N(0, 1), so CUSUM run lengths do not depend on how
     well a short baseline estimated the mean and sigma.
+
+    With ``clip`` the scores are made robust to isolated outliers, in the
+    manner of the winsorised CUSUM of Lucas & Crosier (1982, Commun. Statist.
+    Theory Meth. 11:2669): the running mean and SD are those of
+    :func:`winsorised_reference` (an outlier does not inflate the reference of
+    later points), and each score is limited to +-``clip``, so one bad reading
+    adds at most ``clip - k`` to a CUSUM.
 
     Parameters
     ----------
@@ -245,6 +341,13 @@ def self_starting_scores(
     first : int, optional
         Score only from this index on (the earlier points still count in the
         running mean and SD); saves work when only the recent scores matter.
+    clip : float, optional
+        Winsorising limit in SDs (robust scores); None: the plain scores,
+        limited to +-8.
+    limit : float, optional
+        Limit the returned scores to +-``limit`` instead (default: ``clip``,
+        else 8): with ``clip`` and ``limit=8`` the reference is robust and the
+        scores still show how far out each point is.
 
     Returns
     -------
@@ -255,85 +358,15 @@ def self_starting_scores(
     x = np.asarray(x, dtype=float)
     if start < 3 or x.size <= start:
         return np.empty(0)
-    centred = x - x[0]  # centring keeps the running sums accurate
-    n = np.arange(1, x.size + 1, dtype=float)
-    s1 = np.cumsum(centred)
-    s2 = np.cumsum(centred * centred)
-    mean = s1 / n
-    var = (s2 - n * mean * mean) / np.maximum(n - 1, 1)
+    reference = winsorised_reference(x, start, clip) if clip else x
+    prev_mean, prev_sd = _running_reference(reference)
     idx = np.arange(max(start, first or 0), x.size)
-    prev_mean = mean[idx - 1]
-    prev_sd = np.sqrt(np.maximum(var[idx - 1], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (centred[idx] - prev_mean) / prev_sd * np.sqrt(idx / (idx + 1.0))
+        t = (x[idx] - prev_mean[idx]) / prev_sd[idx] * np.sqrt(idx / (idx + 1.0))
     scores = stats.norm.ppf(stats.t.cdf(t, idx - 1))
     scores[~np.isfinite(t)] = np.nan
-    return np.clip(scores, -8.0, 8.0)
-
-
-# --- Capability and TG-218 ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Capability:
-    """Process capability indices against specification limits."""
-
-    cp: float | None
-    cpk: float | None
-    cpm: float | None
-    lsl: float | None
-    usl: float | None
-    target: float
-
-
-def capability(
-    mean: float,
-    sigma: float,
-    lsl: float | None,
-    usl: float | None,
-    target: float,
-) -> Capability:
-    """Cp, Cpk and Cpm (TG-218, Miften et al. 2018).
-
-    Cp = (USL - LSL)/(6 sigma); Cpk = min(USL - mu, mu - LSL)/(3 sigma);
-    Cpm = (USL - LSL)/(6 sqrt(sigma^2 + (mu - T)^2)). With a one-sided
-    specification only Cpk (its one side) is defined.
-    """
-    if sigma <= 0:
-        return Capability(None, None, None, lsl, usl, target)
-    sides = []
-    if usl is not None:
-        sides.append((usl - mean) / (3 * sigma))
-    if lsl is not None:
-        sides.append((mean - lsl) / (3 * sigma))
-    cpk = min(sides) if sides else None
-    if usl is not None and lsl is not None:
-        cp = (usl - lsl) / (6 * sigma)
-        cpm = (usl - lsl) / (6 * np.sqrt(sigma**2 + (mean - target) ** 2))
-    else:
-        cp = cpm = None
-    return Capability(
-        cp=None if cp is None else float(cp),
-        cpk=None if cpk is None else float(cpk),
-        cpm=None if cpm is None else float(cpm),
-        lsl=lsl,
-        usl=usl,
-        target=target,
-    )
-
-
-def tg218_action_limits(
-    mean: float, sigma: float, target: float, beta: float = 6.0
-) -> tuple[float, float, float]:
-    """TG-218 action limits: dA = beta sqrt(sigma^2 + (mean - T)^2).
-
-    Returns
-    -------
-    (lower, upper, dA)
-        T - dA/2, T + dA/2 and the action interval width dA.
-    """
-    width = beta * float(np.sqrt(sigma**2 + (mean - target) ** 2))
-    return target - width / 2, target + width / 2, width
+    limit = limit or clip or 8.0
+    return np.clip(scores, -limit, limit)
 
 
 # --- Trend ----------------------------------------------------------------------
@@ -356,8 +389,12 @@ class Trend:
 def robust_trend(days: np.ndarray, x: np.ndarray, confidence: float = 0.95) -> Trend:
     """Theil-Sen slope (scipy) and the Mann-Kendall trend test.
 
-    The Mann-Kendall statistic is Kendall's tau between time and value; its
-    p-value is scipy's (normal approximation with tie correction).
+    The Mann-Kendall statistic is Kendall's tau-b between time and value. Its
+    p-value is always the two-sided normal approximation with the tie
+    correction of the variance (Kendall, Rank Correlation Methods, 1975;
+    ``scipy.stats.kendalltau(..., method="asymptotic")``), whatever the
+    number of points, so one test is used everywhere. The slope's interval is
+    Sen's (1968), from the same variance.
 
     Parameters
     ----------
@@ -373,7 +410,7 @@ def robust_trend(days: np.ndarray, x: np.ndarray, confidence: float = 0.95) -> T
     t0 = float(days[0])
     rel = days - t0
     slope, intercept, low, high = stats.theilslopes(x, rel, alpha=confidence)
-    tau, p = stats.kendalltau(rel, x)
+    tau, p = stats.kendalltau(rel, x, method="asymptotic")
     return Trend(
         slope_per_day=float(slope),
         intercept=float(intercept),
@@ -396,3 +433,25 @@ def days_to_reach(trend: Trend, level: float, from_day: float) -> float | None:
     crossing = trend.t0_days + (level - trend.intercept) / trend.slope_per_day
     delta = crossing - from_day
     return float(delta) if delta > 0 else None
+
+__all__ = [
+    "RULES",
+    "Capability",
+    "CapabilityInterval",
+    "CusumResult",
+    "EwmaResult",
+    "ImrLimits",
+    "Trend",
+    "capability",
+    "capability_interval",
+    "cusum",
+    "days_to_reach",
+    "ewma",
+    "imr_limits",
+    "moving_range_mask",
+    "robust_trend",
+    "rule_masks",
+    "self_starting_scores",
+    "tg218_action_limits",
+    "winsorised_reference",
+]
