@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,6 +57,9 @@ def analyze(
         help="baseline date range end")] = None,
     rules: Annotated[str | None, typer.Option(
         help="nelson, western_electric or both")] = None,
+    sigma_from: Annotated[str | None, typer.Option(
+        "--sigma-from", help="mean_mr (the textbook I-MR chart) or median_mr "
+        "(robust to a bad day in the baseline)")] = None,
     chart: Annotated[Path | None, typer.Option(
         help="write a PNG and an HTML control chart per series to this folder")
     ] = None,
@@ -64,6 +68,7 @@ def analyze(
     as_json: JsonOpt = False,
 ) -> None:
     """Tolerance check, control chart and drift verdict per series."""
+    # why long: typer reads the options from the signature, one per line.
 
     def body() -> None:
         from agent.qa.charts import control_chart, control_chart_png
@@ -74,10 +79,14 @@ def analyze(
         if rules and rules not in ("nelson", "western_electric", "both"):
             raise UsageError(f"--rules {rules}: use nelson, western_electric "
                              "or both")
+        if sigma_from and sigma_from not in ("mean_mr", "median_mr"):
+            raise UsageError(f"--sigma-from {sigma_from}: use mean_mr or "
+                             "median_mr")
         engine = QAEngine(get_settings(), data)
         options = engine.options(baseline_points=baseline_points,
                                  baseline_start=baseline_start,
-                                 baseline_end=baseline_end, ruleset=rules)
+                                 baseline_end=baseline_end, ruleset=rules,
+                                 sigma_from=sigma_from)
         run = engine.analyse(machine, test, energy, start, end, options)
         if chart is not None:
             chart.mkdir(parents=True, exist_ok=True)
@@ -158,15 +167,44 @@ def report(
 
 @app.command("import")
 def import_file(
-    file: Annotated[Path, typer.Argument(help="CSV, XLSX or Daily QA 3 export")],
+    file: Annotated[Path, typer.Argument(help=(
+        "CSV, XLSX or Daily QA 3 export; or a Varian MPC TDS tree: a folder, "
+        "a .zip of check folders, or a check folder's Results.csv; with --watch "
+        "a folder to keep importing from"))],
     machine: Annotated[str | None, typer.Option(
-        help="machine name for a wide file without a machine column")] = None,
+        help="machine name for a wide file without a machine column (MPC names "
+             "the machine by its serial in machines.yaml)")] = None,
+    energy: Annotated[str | None, typer.Option(
+        help="beam energy of every beam test of a file without an energy "
+             "column")] = None,
+    sheet: Annotated[list[str] | None, typer.Option(
+        help="only this workbook sheet (repeat for several; default: all)")
+    ] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="ROLE=COLUMN for an export the readers do not know, e.g. "
+        "--map date=Datum --map value=Wert (the import error proposes them)")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(
+        help="use a saved column mapping (<data_dir>/mappings/NAME.json)")] = None,
+    save_profile: Annotated[str | None, typer.Option(
+        help="save the --map mapping under this name for the next export")
+    ] = None,
+    watch: Annotated[bool, typer.Option(
+        help="keep watching the folder and import what arrives (Ctrl-C stops)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a QA data file into the measurement store (idempotent)."""
+    """Import a QA data file or an MPC tree into the store (idempotent)."""
 
     def body() -> None:
-        report = QAEngine(get_settings()).import_file(file, machine=machine)
+        settings = get_settings()
+        engine = QAEngine(settings)
+        options = _read_options(engine, machine, energy, sheet, map_, profile,
+                                save_profile)
+        if watch:
+            _watch(engine, file, settings.watch_interval)
+            return
+        report = engine.import_file(file, options=options)
         if as_json:
             emit_json(report.as_dict())
             return
@@ -174,6 +212,46 @@ def import_file(
         _report_errors(report.errors + report.conflicts)
 
     run_command(body, as_json)
+
+
+def _read_options(engine: QAEngine, machine: str | None, energy: str | None,
+                  sheets: list[str] | None, pairs: list[str] | None,
+                  profile: str | None, save_profile: str | None) -> Any:
+    """The engine's read options with this run's machine, sheets and mapping."""
+    from agent.qa.importers.mapping import ColumnMapping
+
+    folder = engine.settings.data_dir / "mappings"
+    if pairs and profile:
+        raise UsageError("give either --map or --profile, not both")
+    mapping = (ColumnMapping.parse(pairs) if pairs else
+               ColumnMapping.load(folder, profile) if profile else None)
+    if save_profile:
+        if mapping is None:
+            raise UsageError("--save-profile needs the mapping as --map options")
+        say(f"mapping saved as {mapping.save(folder, save_profile)}")
+    return replace(engine.read_options(machine), energy=energy,
+                   sheets=tuple(sheets or ()), mapping=mapping)
+
+
+def _watch(engine: QAEngine, folder: Path, interval: float) -> None:
+    """Import what arrives in ``folder`` until Ctrl-C."""
+    import time
+
+    from agent.data_watch import DataWatch
+
+    if not folder.is_dir():
+        raise UsageError(f"--watch needs a folder; {folder} is not one")
+    watch = DataWatch(engine, [folder])
+    say(f"watching {folder} every {interval:g} s (Ctrl-C stops)")
+    try:
+        while True:
+            for arrival in watch.scan():
+                typer.echo(arrival.summary(), err=bool(arrival.error))
+                if arrival.report is not None:
+                    _report_errors(arrival.report.errors + arrival.report.conflicts)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command("demo-data")

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.errors import ServiceError
 
@@ -77,6 +77,12 @@ class Settings(BaseModel):
         description="The department's time zone (IANA, e.g. Europe/Berlin): times "
         "written with an offset are converted to it. Empty: this machine's zone.",
     )
+    data_watch_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders the app imports QA data from as it arrives (an MPC "
+        "TDS path, a Daily QA 3 export folder); in QA_AGENT_DATA_WATCH_DIRS "
+        "separated by the path separator (':' on Linux).",
+    )
     date_order: str = Field(
         default="iso", pattern="^(iso|day-first|month-first)$",
         description="How dates that are not ISO 8601 are read (never guessed).",
@@ -90,6 +96,10 @@ class Settings(BaseModel):
     ewma_L: float = 2.86
     cusum_k: float = 0.5
     cusum_h: float = 5.0
+    sigma_from: str = Field(
+        default="mean_mr", pattern="^(mean_mr|median_mr)$",
+        description="Control-limit sigma from the mean moving range (the "
+        "textbook chart) or the median (robust to a bad day in the baseline).")
     # The Gradio app (agent/ui).
     ui_host: str = Field(
         default="127.0.0.1",
@@ -113,12 +123,20 @@ class Settings(BaseModel):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'qa.sqlite'}"
 
-    def read_options(self, machine: str | None = None) -> Any:
-        """How the importers read this department's files (``ReadOptions``)."""
+    @field_validator("data_watch_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p.strip()]
+        return value
+
+    def read_options(self, machine: str | None = None, **more: Any) -> Any:
+        """How the importers read this department's files (``ReadOptions``);
+        ``more``: other fields (the engine adds the registry's serials)."""
         from agent.qa.importers.records import ReadOptions
 
         return ReadOptions(timezone=self.timezone, date_order=self.date_order,
-                           machine=machine)
+                           machine=machine, **more)
 
     @property
     def chroma_dir(self) -> Path:

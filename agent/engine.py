@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
-from agent.qa.analysis import SeriesAnalysis
-from agent.qa.importers import ImportResult, RowError, read_measurements
+from agent.qa.fleet import analyze_each
+from agent.qa.importers import ImportResult, ReadOptions, RowError, read_measurements
 from agent.qa.options import AnalysisOptions
 from agent.qa.result import SeriesResult, worst_first
 from agent.qa.selection import SelectionError, check_dates, clip_series
 from agent.qa.store import ImportReport, MeasurementStore, SeriesData, series_from_frame
-from agent.qa.tolerances import ToleranceTables
+from agent.qa.tolerances import ToleranceTables, serial_registry
 from agent.vocabulary import (
     TESTS,
     beam_type,
@@ -114,6 +114,12 @@ class QAEngine:
     def searcher(self, searcher: Any) -> None:
         self._searcher = searcher
 
+    def read_options(self, machine: str | None = None) -> ReadOptions:
+        """How files are read: the settings' zone and date order, and the
+        machine registry's serials (an MPC folder names its linac by serial)."""
+        serials = serial_registry(self.tables.machines.values())
+        return self.settings.read_options(machine, serials=tuple(serials.items()))
+
     def options(self, **changes: Any) -> AnalysisOptions:
         """The configured SPC options, with this run's changes."""
         return AnalysisOptions.from_settings(self.settings, **changes)
@@ -141,7 +147,7 @@ class QAEngine:
             if self.data is not None:
                 if self._file_series is None:
                     self._file = read_measurements(
-                        self.data, options=self.settings.read_options())
+                        self.data, options=self.read_options())
                     self._file_series = series_from_frame(self._file.frame,
                                                           self._file.events)
                 chosen = [s for s in self._file_series
@@ -211,9 +217,9 @@ class QAEngine:
         """Tolerance, control chart and drift verdict of the selected series."""
         series, errors = self.select(machine, test, energy, start, end)
         opts = options or self.options()
-        results = [SeriesAnalysis(s, self.tables).analyze(opts).results_data()
-                   for s in series]
-        return AnalysisRun(worst_first(results), errors)
+        # A series that cannot be analysed is listed in errors; the rest go on.
+        results, failed = analyze_each(series, self.tables, opts)
+        return AnalysisRun(worst_first(results), errors + failed)
 
     def fleet(self, machine: str | None = None,
               options: AnalysisOptions | None = None) -> AnalysisRun:
@@ -227,11 +233,12 @@ class QAEngine:
         opts = options or self.options()
         if self.data is None and machine is None:
             results = analyze_store_fleet(self.store, self.tables, opts)
-            if not results:
+            if not results and not results.errors:
                 raise SelectionError(NOTHING_ON_HAND)
-            return AnalysisRun(results, [])
+            return AnalysisRun(list(results), results.errors)
         series, errors = self.select(machine)
-        return AnalysisRun(analyze_fleet(series, self.tables, opts), errors)
+        results = analyze_fleet(series, self.tables, opts)
+        return AnalysisRun(list(results), errors + results.errors)
 
     def data_on_hand(self, machine: str | None = None) -> dict[str, Any]:
         """Machines, tests, energies, counts and date ranges on hand."""
@@ -295,10 +302,15 @@ class QAEngine:
 
     # --- writing and reports ----------------------------------------------------
 
-    def import_file(self, path: Path, machine: str | None = None) -> ImportReport:
-        """Import a QA data file into the store (idempotent); caches dropped."""
+    def import_file(self, path: Path, machine: str | None = None,
+                    options: ReadOptions | None = None) -> ImportReport:
+        """Import a QA data file into the store (idempotent); caches dropped.
+
+        ``options`` (default :meth:`read_options`) carries a run's sheets,
+        energy or column mapping.
+        """
         report = self.store.import_file(path, machine=machine,
-                                        options=self.settings.read_options())
+                                        options=options or self.read_options())
         self.invalidate(data=True, knowledge=False)
         return report
 

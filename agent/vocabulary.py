@@ -144,6 +144,137 @@ TEST_ALIASES: dict[str, str] = {
     "isocentre": "isocenter",
 }
 
+# --- Daily QA 3 and QATrack+ (README.md, "Input files") -------------------------
+# Sun Nuclear's Daily QA 3 trend data also give the field size and the beam
+# centre shift per axis (xsize, ysize, xshift, yshift in QATrack+'s QCPump
+# trend queries, qcpump/contrib/pumps/dqa3/queries/*/trend.sql); QATrack+'s
+# Daily QA 3 test list gives them in cm (qatrackplus scripts/
+# create_dqa3_testlist.py). They are stored in mm, like every length here.
+TESTS.update({
+    "field_size_x": ("Field size, X (Daily QA 3 X size)", "mm"),
+    "field_size_y": ("Field size, Y (Daily QA 3 Y size)", "mm"),
+    "beam_shift_x": ("Beam centre shift, X (Daily QA 3 X shift)", "mm"),
+    "beam_shift_y": ("Beam centre shift, Y (Daily QA 3 Y shift)", "mm"),
+})
+TEST_ALIASES.update({
+    "xsize": "field_size_x",
+    "x size": "field_size_x",
+    "ysize": "field_size_y",
+    "y size": "field_size_y",
+    "xshift": "beam_shift_x",
+    "x shift": "beam_shift_x",
+    "beam centre shift x": "beam_shift_x",
+    "beam center shift x": "beam_shift_x",
+    "yshift": "beam_shift_y",
+    "y shift": "beam_shift_y",
+    "beam centre shift y": "beam_shift_y",
+    "beam center shift y": "beam_shift_y",
+    # QATrack+ test names ("Laser Alignment", "6 MV Output").
+    "laser alignment": "laser",
+    "lasers alignment": "laser",
+    "output check": "output",
+})
+#: Tests measured per beam energy: a record of one without an energy cannot
+#: be put in a series and is reported (QATrack+ test names such as "Output").
+BEAM_TESTS: frozenset[str] = frozenset({
+    "output", "flatness", "symmetry_inplane", "symmetry_crossplane", "energy",
+    "dose_rate_output", "output_factor", "field_size_x", "field_size_y",
+    "beam_shift_x", "beam_shift_y",
+})
+
+
+# --- Varian MPC (Machine Performance Check) ---------------------------------
+# MPC's own measures, separate from the generic tests above: MPC's
+# BeamOutputChange is its constancy against its own baseline, never merged
+# into another instrument's ``output`` series (agent/qa/importers/mpc.py maps
+# each Results.csv name to one of these; the jaw and couch names there are
+# assumed, as QATrack+'s QCPump does not show them: see that module).
+MPC_TESTS: dict[str, tuple[str, str]] = {
+    "mpc_output_change": ("MPC beam output change from its baseline", "%"),
+    "mpc_uniformity_change": ("MPC beam uniformity change from its baseline", "%"),
+    "mpc_beam_center_shift": ("MPC beam centre shift", "mm"),
+    "mpc_iso_size": ("MPC isocentre size", "mm"),
+    "mpc_iso_mv_offset": ("MPC isocentre MV imager offset", "mm"),
+    "mpc_iso_kv_offset": ("MPC isocentre kV imager offset", "mm"),
+    "mpc_mlc_max_offset_a": ("MPC MLC bank A, largest leaf offset", "mm"),
+    "mpc_mlc_max_offset_b": ("MPC MLC bank B, largest leaf offset", "mm"),
+    "mpc_mlc_mean_offset_a": ("MPC MLC bank A, mean leaf offset", "mm"),
+    "mpc_mlc_mean_offset_b": ("MPC MLC bank B, mean leaf offset", "mm"),
+    "mpc_mlc_backlash_a": ("MPC MLC bank A, largest leaf backlash", "mm"),
+    "mpc_mlc_backlash_b": ("MPC MLC bank B, largest leaf backlash", "mm"),
+    "mpc_jaw_x1": ("MPC jaw X1 position", "mm"),
+    "mpc_jaw_x2": ("MPC jaw X2 position", "mm"),
+    "mpc_jaw_y1": ("MPC jaw Y1 position", "mm"),
+    "mpc_jaw_y2": ("MPC jaw Y2 position", "mm"),
+    "mpc_gantry_absolute": ("MPC gantry absolute angle", "deg"),
+    "mpc_gantry_relative": ("MPC gantry relative angle", "deg"),
+    "mpc_couch_lat": ("MPC couch lateral", "mm"),
+    "mpc_couch_lng": ("MPC couch longitudinal", "mm"),
+    "mpc_couch_vrt": ("MPC couch vertical", "mm"),
+    "mpc_couch_rtn": ("MPC couch rotation", "deg"),
+    "mpc_couch_pitch": ("MPC couch pitch", "deg"),
+    "mpc_couch_roll": ("MPC couch roll", "deg"),
+}
+MPC_ALIASES: dict[str, str] = {
+    "mpc output": "mpc_output_change",
+    "beamoutputchange": "mpc_output_change",
+    "mpc uniformity": "mpc_uniformity_change",
+    "beamuniformitychange": "mpc_uniformity_change",
+    "mpc beam centre shift": "mpc_beam_center_shift",
+    "beamcentershift": "mpc_beam_center_shift",
+    "mpc isocenter size": "mpc_iso_size",
+    "mpc isocentre size": "mpc_iso_size",
+    "isocentersize": "mpc_iso_size",
+    "isocentermvoffset": "mpc_iso_mv_offset",
+    "isocenterkvoffset": "mpc_iso_kv_offset",
+    "mlcmaxoffseta": "mpc_mlc_max_offset_a",
+    "mlcmaxoffsetb": "mpc_mlc_max_offset_b",
+    "mlcmeanoffseta": "mpc_mlc_mean_offset_a",
+    "mlcmeanoffsetb": "mpc_mlc_mean_offset_b",
+    "gantryabsolute": "mpc_gantry_absolute",
+    "gantryrelative": "mpc_gantry_relative",
+}
+#: MPC's per-leaf tests, kept only when a caller asks for leaves: bank A or B,
+#: leaf number (e.g. ``mpc_mlc_leaf_a12``, ``mpc_mlc_backlash_leaf_b7``).
+MPC_LEAF_TEST = re.compile(r"mpc_mlc_(?P<kind>leaf|backlash_leaf)_(?P<bank>[ab])"
+                           r"(?P<leaf>\d{1,3})")
+
+
+def mpc_leaf_test(name: str) -> tuple[str, str] | None:
+    """(description, unit) of an MPC per-leaf test name, or None."""
+    match = MPC_LEAF_TEST.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        return None
+    what = "backlash" if match["kind"] == "backlash_leaf" else "offset"
+    return (f"MPC MLC bank {match['bank'].upper()} leaf {int(match['leaf'])} "
+            f"{what}", "mm")
+
+
+class _TestTable(dict):
+    """The test table; MPC's per-leaf tests are known by their pattern, not
+    listed (a hundred leaves would crowd every list of tests)."""
+
+    def __missing__(self, key: str) -> tuple[str, str]:
+        found = mpc_leaf_test(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or mpc_leaf_test(key) is not None
+
+    def get(self, key, default=None):
+        """``dict.get``, knowing the per-leaf tests."""
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+
+TESTS = _TestTable(TESTS | MPC_TESTS)
+TEST_ALIASES |= MPC_ALIASES
+# --- end of the MPC block ---------------------------------------------------
+
 
 def _key(text: str) -> str:
     """Lower-case, unify separators and collapse spaces."""
@@ -184,7 +315,7 @@ def canonical_test(name: str) -> str | None:
 _ENERGY_RE = re.compile(
     r"^\s*(?P<num>\d+(?:\.\d+)?)\s*"
     r"(?P<unit>mv|mev|x|e|fff|mv\s*fff|x\s*fff|fff\s*x|srs)?\s*"
-    r"(?P<fff>fff|srs)?\s*(?P<kind>photons?|electrons?|x-?rays?)?\s*$"
+    r"(?P<fff>fff|srs|hdtse)?\s*(?P<kind>photons?|electrons?|x-?rays?)?\s*$"
 )
 _ENERGY_PREFIX = re.compile(r"^\d+(?:\.\d+)?\s*(mv|mev|x|e)?\s*(fff)?\s+")
 
@@ -221,6 +352,8 @@ def canonical_energy(text: object) -> str | None:
     unit = (match.group("unit") or "").replace(" ", "")
     kind = match.group("kind") or ""
     fff = "fff" in unit or match.group("fff") == "fff"
+    if match.group("fff") == "hdtse":  # MPC's total skin electron beam (6eHDTSE)
+        return f"{num}HDTSE"
     if unit in {"mev", "e"} or kind.startswith("electron"):
         return f"{num}E"
     if fff:
@@ -234,7 +367,7 @@ def beam_type(energy: str) -> str:
     """Return "photon", "electron" or "" (no beam) for a canonical energy."""
     if not energy:
         return ""
-    return "electron" if energy.endswith("E") else "photon"
+    return "electron" if energy.endswith(("E", "HDTSE")) else "photon"
 
 
 def canonical_machine(name: str, known: list[str] | None = None) -> str:

@@ -96,11 +96,10 @@ def index_of(date: str | None) -> int | None:
     return int((np.datetime64(date[:10], "D") - START).astype(int))
 
 
-def verdict(values: np.ndarray, tables: ToleranceTables) -> tuple[bool, int,
-                                                                   int | None,
-                                                                   int | None]:
+def verdict(values: np.ndarray, tables: ToleranceTables,
+            **changes: Any) -> tuple[bool, int, int | None, int | None]:
     """(detected, direction, signal index, onset index) of the real analysis."""
-    drift = SeriesAnalysis(make_series(values), tables).analyze() \
+    drift = SeriesAnalysis(make_series(values), tables).analyze(**changes) \
         .results_data().drift
     return (drift.detected, drift.direction, index_of(drift.signal_date),
             index_of(drift.onset))
@@ -155,6 +154,24 @@ def run_stable(rng: np.random.Generator, runs: int, length: int,
         "signal_index_of_false_verdicts": signal_at,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def run_spike(rng: np.random.Generator, runs: int, length: int,
+              tables: ToleranceTables) -> dict[str, Any]:
+    """One +10 sigma reading at a random point after the baseline of a stable
+    series: drift verdicts of the robust verdict and of the plain CUSUM."""
+    t0 = time.perf_counter()
+    robust = plain = 0
+    for _ in range(runs):
+        values = rng.normal(0.0, SD, length)
+        values[rng.integers(31, length)] += 10.0 * SD
+        robust += verdict(values, tables)[0]
+        plain += verdict(values, tables, drift_clip=0)[0]
+    return {"runs": runs, "spike_sigma": 10.0, "robust_false_verdicts": robust,
+            "robust_rate": robust / runs,
+            "robust_wilson95": list(wilson(robust, runs)),
+            "plain_false_verdicts": plain, "plain_rate": plain / runs,
+            "seconds": time.perf_counter() - t0}
 
 
 def run_change(rng: np.random.Generator, scenario: Scenario, runs: int,
@@ -227,6 +244,12 @@ def summary(result: dict[str, Any]) -> str:
             f"{s['false_verdicts']}/{s['runs']} false verdicts = "
             f"{100 * s['rate']:.2f} % (95 % Wilson {100 * lo:.2f} to "
             f"{100 * hi:.2f} %); aim < 2 %: {aim}")
+    sp = result["spike"]
+    lines.append(
+        f"a. one +10 sigma reading: drift verdicts {sp['robust_false_verdicts']}"
+        f"/{sp['runs']} = {100 * sp['robust_rate']:.2f} % (plain self-starting "
+        f"CUSUM: {sp['plain_false_verdicts']}/{sp['runs']} = "
+        f"{100 * sp['plain_rate']:.2f} %)")
     for c in result["changes"]:
         d, o = c["delay_measurements"], c["onset_abs_error_measurements"]
         fmt = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
@@ -284,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         result["stable_contaminated"].append(
             run_stable(rng, args.runs, args.length, tables, fraction))
+    print("a. one spike ...", file=sys.stderr, flush=True)
+    result["spike"] = run_spike(rng, args.runs, args.length, tables)
     for fraction in (0.0, *CONTAMINATION):
         for scenario in SCENARIOS:
             print(f"b. {scenario.name}, {fraction:.0%} outliers ...",

@@ -73,3 +73,30 @@ def test_a_file_being_written_waits_and_a_bad_file_is_reported(tmp_path):
     os.utime(inbox / "fresh.csv", (time.time() - 60, time.time() - 60))
     (fresh,) = watch.scan()
     assert fresh.report.added == 2
+
+
+def test_the_app_imports_from_its_watched_folder_and_says_so(tmp_path):
+    from agent.ui import data as data_tab
+    from agent.ui.common import start_app
+
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    # No model is needed to import data: the backend points at a closed port
+    # and the app starts without it (tests/test_ui.py checks that start).
+    settings = knowledge_settings(tmp_path / "data", llm_backend="ollama",
+                                  ollama_host="http://127.0.0.1:9",
+                                  data_watch_dirs=[inbox])
+    app = start_app(settings, warm=False, notify=None)
+    assert data_tab.arrivals_markdown(app) is None
+    _old(inbox / "day1.csv", DAY1)
+    said = data_tab.arrivals_markdown(app)
+    assert said.startswith("**New data from the watched folders**")
+    assert "day1.csv" in said and "2 measurements added" in said
+    assert data_tab.on_hand_rows(app)[0][:3] == ["TrueBeam1", 1, 2]
+
+
+def test_watch_folders_from_the_environment():
+    from agent.config import load_settings
+
+    settings = load_settings({"QA_AGENT_DATA_WATCH_DIRS": "/srv/mpc:/srv/dqa3"})
+    assert settings.data_watch_dirs == [Path("/srv/mpc"), Path("/srv/dqa3")]

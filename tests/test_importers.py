@@ -166,16 +166,38 @@ def test_long_raw_reading_keeps_raw_value_unit_and_baseline(tmp_path):
 
 
 def test_long_repeated_measurements_on_one_day_both_kept(tmp_path):
+    # Repeats of one measurement: identical values are both kept (the store
+    # numbers them), repeats at their own times are separate measurements.
+    path = write(tmp_path, "rep.csv", [
+        "date,machine,test,energy,value,unit",
+        "2024-01-02,TB1,output,6X,0.5,%",
+        "2024-01-02,TB1,output,6X,0.5,%",
+        "2024-01-02 08:00,TB1,output,6X,0.7,%",
+    ])
+    r = read_measurements(path)
+    assert r.errors == []
+    assert records(r, "date", "value", "source_line") == [
+        (pd.Timestamp("2024-01-02"), 0.5, 2),
+        (pd.Timestamp("2024-01-02"), 0.5, 3),
+        (pd.Timestamp("2024-01-02 08:00"), 0.7, 4),
+    ]
+
+
+def test_long_same_measurement_with_two_values_is_a_conflict(tmp_path):
+    # Until issue 6 both rows were kept as "repeats", so one measurement had two
+    # values in the store; now neither is imported and each names the other.
     path = write(tmp_path, "rep.csv", [
         "date,machine,test,energy,value,unit",
         "2024-01-02,TB1,output,6X,0.5,%",
         "2024-01-02,TB1,output,6X,0.7,%",
+        "2024-01-03,TB1,output,6X,0.1,%",
     ])
     r = read_measurements(path)
-    assert records(r, "date", "value", "source_line") == [
-        (pd.Timestamp("2024-01-02"), 0.5, 2),
-        (pd.Timestamp("2024-01-02"), 0.7, 3),
-    ]
+    assert records(r, "value", "source_line") == [(0.1, 4)]
+    assert [(e.line, e.column) for e in r.errors] == [(2, "value"), (3, "value")]
+    assert "0.7 on line 3" in r.errors[0].reason
+    assert "0.5 on line 2" in r.errors[1].reason
+    assert r.rows_rejected == 2
 
 
 def test_long_without_unit_column_uses_the_test_default_unit(tmp_path):
@@ -496,7 +518,8 @@ def test_wide_headers_give_test_energy_and_unit(tmp_path):
 def test_wide_bad_cell_rejects_only_that_cell(tmp_path):
     r = read_measurements(write(tmp_path, "wide.csv", WIDE))
     assert [(e.line, e.column, e.reason) for e in r.errors] == [
-        (3, "6X Output (%)", "value 'abc' is not a number")]
+        (3, "6X Output (%)",
+         "value 'abc' is not a number; write a number such as 0.5")]
     line3 = r.frame[r.frame["source_line"] == 3]
     # The other cells of line 3 are kept; the empty laser cell is no measurement.
     assert list(line3[["test", "energy", "value"]].itertuples(

@@ -11,7 +11,7 @@ from agent.qa.store import MeasurementStore
 
 CSV = """date,machine,test,energy,value,unit,baseline,event
 2024-01-02,TrueBeam1,output,6X,0.40,%,,
-2024-01-02,TrueBeam1,output,6X,0.45,%,,
+2024-01-02 08:00,TrueBeam1,output,6X,0.45,%,,
 2024-01-03,TrueBeam1,output,6X,100.5,cGy,100,
 2024-01-03,TrueBeam1,laser,,0.6,mm,,
 2024-01-04,TrueBeam1,output,6X,oops,%,,
@@ -36,7 +36,7 @@ def test_import_counts_and_values(store_url, tmp_path):
                               "import_log": 1}
     series = {s.key: s for s in store.load_series()}
     out = series[("TrueBeam1", "output", "6X")]
-    # Two readings on one day are both kept, in file order; the raw cGy reading
+    # Two readings on one day (at their own times) are both kept; the raw cGy reading
     # against its 100 cGy baseline became +0.5 %.
     np.testing.assert_allclose(out.values, [0.40, 0.45, 0.5])
     assert str(out.dates[0]) == "2024-01-02T00:00:00"

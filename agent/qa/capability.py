@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ def capability(
     )
 
 
+def _chi2_quantile(q: float, df: float) -> float:
+    """The chi-square quantile (= ``scipy.stats.chi2.ppf``, through the
+    incomplete gamma function directly: a fleet asks for it per series)."""
+    return 2.0 * float(special.gammaincinv(df / 2.0, q))
+
+
 @dataclass(frozen=True)
 class CapabilityInterval:
     """Confidence intervals of the capability indices and what they allow."""
@@ -93,10 +99,10 @@ def capability_interval(c: Capability, n: int, mean: float, sigma: float,
     if c.cpk is None or n < 3:
         return CapabilityInterval(None, None, None, "undetermined")
     df = n - 1
-    lo_q, hi_q = stats.chi2.ppf(alpha / 2, df), stats.chi2.ppf(1 - alpha / 2, df)
+    lo_q, hi_q = _chi2_quantile(alpha / 2, df), _chi2_quantile(1 - alpha / 2, df)
     cp = None if c.cp is None else (c.cp * float(np.sqrt(lo_q / df)),
                                     c.cp * float(np.sqrt(hi_q / df)))
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     if c.cpk > 0:
         half = z * float(np.sqrt(1 / (9 * n * c.cpk**2) + 1 / (2 * df)))
         cpk = (c.cpk * (1 - half), c.cpk * (1 + half))
@@ -107,8 +113,8 @@ def capability_interval(c: Capability, n: int, mean: float, sigma: float,
     if c.cpm is not None and sigma > 0:
         xi = (mean - c.target) / sigma
         nu = n * (1 + xi**2) ** 2 / (1 + 2 * xi**2)
-        cpm = (c.cpm * float(np.sqrt(stats.chi2.ppf(alpha / 2, nu) / nu)),
-               c.cpm * float(np.sqrt(stats.chi2.ppf(1 - alpha / 2, nu) / nu)))
+        cpm = (c.cpm * float(np.sqrt(_chi2_quantile(alpha / 2, nu) / nu)),
+               c.cpm * float(np.sqrt(_chi2_quantile(1 - alpha / 2, nu) / nu)))
     verdict = ("capable" if cpk[0] >= required else
                "not capable" if cpk[1] < required else "undetermined")
     return CapabilityInterval(cp, cpk, cpm, verdict)

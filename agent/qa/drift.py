@@ -70,7 +70,7 @@ def drift_verdict(dates: np.ndarray, values: np.ndarray, days: np.ndarray,
     n_base += skipped  # indices below are relative to the window start
     raw = np.nan_to_num(
         spc.self_starting_scores(values, n_base - skipped, first=n_base,
-                                 clip=opts.drift_clip, limit=8.0), nan=0.0)
+                                 robust=opts.drift_clip or None), nan=0.0)
     cs = persistent_cusum(raw, opts)
     detected = bool(cs.signal.any())
     direction, onset_idx, signal_idx = 0, None, None

@@ -1,4 +1,9 @@
-"""Fleet overview: every series analysed, worst first."""
+"""Fleet overview: every series analysed, worst first.
+
+One series whose numbers cannot be analysed (values that overflow, a fit
+that has no solution) never stops the others: it is listed with its name and
+the reason (:class:`FleetResults` ``errors``), and the rest is analysed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+import numpy as np
+
 from agent.qa.analysis import SeriesAnalysis
+from agent.qa.importers.records import RowError
 from agent.qa.options import AnalysisOptions
 from agent.qa.result import SeriesResult
 from agent.qa.result import worst_first as sort_worst_first
@@ -19,10 +27,82 @@ from agent.qa.tolerances import ToleranceTables
 PARALLEL_FROM = 200
 
 
-def _analyze_chunk(args) -> list[SeriesResult]:
+#: What the analysis of one series' numbers can raise: overflow and other
+#: arithmetic, a value or fit it cannot use (also a result that fails its own
+#: validation), and indexing a series too odd for a step of it.
+ANALYSIS_FAILURES = (ArithmeticError, ValueError, TypeError, IndexError, KeyError,
+                     np.linalg.LinAlgError)
+
+
+class FleetResults(list):
+    """Results, worst first (a list of SeriesResult), and the series that failed.
+
+    Attributes
+    ----------
+    errors : list of RowError
+        One per series whose analysis failed: ``file`` is the series
+        (``TrueBeam2/output/10X``), ``reason`` what failed.
+    """
+
+    def __init__(self, results: list[SeriesResult] = (),
+                 errors: list[RowError] | None = None) -> None:
+        super().__init__(results)
+        self.errors = list(errors or [])
+
+
+def series_label(series: SeriesData) -> str:
+    """``TrueBeam2/output/10X`` (without energy: ``TrueBeam2/odi``)."""
+    return "/".join(p for p in (series.machine, series.test, series.energy) if p)
+
+
+def analyze_each(series: list[SeriesData], tables: ToleranceTables,
+                 options: AnalysisOptions | None = None
+                 ) -> tuple[list[SeriesResult], list[RowError]]:
+    """Analyse each series alone: the results, and a RowError per failed series.
+
+    Parameters
+    ----------
+    series : list of SeriesData
+    tables : ToleranceTables
+    options : AnalysisOptions, optional
+
+    Returns
+    -------
+    tuple
+        The results in input order, and the failures (:data:`ANALYSIS_FAILURES`).
+    """
+    results, errors = [], []
+    for s in series:
+        try:
+            results.append(SeriesAnalysis(s, tables).analyze(options).results_data())
+        except ANALYSIS_FAILURES as exc:
+            errors.append(RowError(
+                series_label(s), None, None,
+                f"this series could not be analysed ({type(exc).__name__}: {exc}); "
+                "the other series were: check its values"))
+    return results, errors
+
+
+def _analyze_chunk(args) -> tuple[list[SeriesResult], list[RowError]]:
     chunk, tables, options = args
-    return [SeriesAnalysis(s, tables).analyze(options).results_data()
-            for s in chunk]
+    return analyze_each(chunk, tables, options)
+
+
+def _in_worker(args) -> tuple[list[SeriesResult], list[RowError]]:
+    """A worker's share, without the chart data: pickling every point of
+    every series back to the parent would cost more than the analysis (a
+    fleet is a table; a chart is drawn for the one series asked for)."""
+    results, errors = _analyze_chunk(args)
+    return [r.model_copy(update={"chart": None}) for r in results], errors
+
+
+def _merged(parts) -> FleetResults:
+    """Worker parts (results, errors) as one FleetResults, worst first."""
+    results, errors = [], []
+    for part_results, part_errors in parts:
+        results += part_results
+        errors += part_errors
+    return FleetResults(sort_worst_first(results), errors)
 
 
 def analyze_fleet(
@@ -30,7 +110,7 @@ def analyze_fleet(
     tables: ToleranceTables,
     options: AnalysisOptions | None = None,
     workers: int | None = None,
-) -> list[SeriesResult]:
+) -> FleetResults:
     """Analyse all series with the same options; worst first.
 
     Parameters
@@ -42,24 +122,28 @@ def analyze_fleet(
     workers : int, optional
         Processes to use; default one per CPU core for large fleets, one
         process below :data:`PARALLEL_FROM` series.
+
+    Returns
+    -------
+    FleetResults
+        The results, worst first, with ``errors`` for the series that failed.
     """
     if workers is None:
         workers = (os.cpu_count() or 1) if len(series) >= PARALLEL_FROM else 1
     if workers <= 1:
-        return sort_worst_first(_analyze_chunk((series, tables, options)))
+        return _merged([_analyze_chunk((series, tables, options))])
     chunks = [series[i::workers] for i in range(workers)]
     # fork: the workers inherit the loaded modules, so they start in milliseconds.
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        parts = pool.map(_analyze_chunk, [(c, tables, options) for c in chunks])
-        results = [r for part in parts for r in part]
-    return sort_worst_first(results)
+        return _merged(list(pool.map(_in_worker,
+                                     [(c, tables, options) for c in chunks])))
 
 
-def _load_and_analyze(args) -> list[SeriesResult]:
+def _load_and_analyze(args) -> tuple[list[SeriesResult], list[RowError]]:
     url, ids, tables, options = args
     store = MeasurementStore(url)  # a fresh engine: never share one across fork
     try:
-        return _analyze_chunk((store.load_series(series_ids=ids), tables, options))
+        return _in_worker((store.load_series(series_ids=ids), tables, options))
     finally:
         store.engine.dispose()
 
@@ -69,8 +153,8 @@ def analyze_store_fleet(
     tables: ToleranceTables,
     options: AnalysisOptions | None = None,
     workers: int | None = None,
-) -> list[SeriesResult]:
-    """Analyse every series in the store, worst first.
+) -> FleetResults:
+    """Analyse every series in the store, worst first (failures in ``errors``).
 
     Each worker process loads its own share of the series (with its own
     database engine: one must never be shared across fork) and analyses it,
@@ -82,8 +166,7 @@ def analyze_store_fleet(
     if workers is None:
         workers = (os.cpu_count() or 1) if len(ids) >= PARALLEL_FROM else 1
     if workers <= 1:
-        return sort_worst_first(_analyze_chunk((store.load_series(), tables,
-                                                options)))
+        return _merged([_analyze_chunk((store.load_series(), tables, options))])
     url = store.url
     store.engine.dispose()  # no pooled connection is inherited by the workers
     # Contiguous blocks of ids: rows are stored series by series, so each
@@ -92,7 +175,5 @@ def analyze_store_fleet(
     bounds = [round(i * len(ids) / workers) for i in range(workers + 1)]
     shares = [ids[a:b] for a, b in itertools.pairwise(bounds)]
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        parts = pool.map(_load_and_analyze,
-                         [(url, share, tables, options) for share in shares])
-        results = [r for part in parts for r in part]
-    return sort_worst_first(results)
+        return _merged(list(pool.map(
+            _load_and_analyze, [(url, share, tables, options) for share in shares])))

@@ -54,7 +54,7 @@ class AnalysisOptions:
         (about four months of daily QA).
     drift_clip : float
         The drift verdict is robust to isolated outliers: the self-starting
-        scores are winsorised at +-2.5 SD and an outlier does not enter the
+        scores are winsorised at +-2.5 SD and an outlier does not inflate the
         running reference (Lucas & Crosier 1982, the winsorised CUSUM). One
         bad reading then adds at most 2.5 - k = 2.0 to the CUSUM, so it takes
         five readings far out on one side, not one, to reach h = 9: a setup
@@ -66,9 +66,12 @@ class AnalysisOptions:
         outlier (the persistence check of ``agent.qa.drift.persistent_cusum``).
         0: the plain scores, no persistence check.
     drift_outlier : float
-        A score beyond 4.5 SD counts as an outlier for the persistence check:
-        a 2 SD step gives such a score to about 1% of its points, a 6-12 SD
-        bad reading always does.
+        A reading beyond 4.5 SD of the points before it is an outlier that
+        cannot carry a signal alone (the persistence check). A 2 SD step gives
+        such a score to about 1% of its points, a 6-12 SD bad reading always
+        does. (The running reference itself is winsorised at ``drift_clip``:
+        at 4.5 SD, 3% of outliers still inflated the SD enough to miss 61% of
+        1 SD steps in the simulation; at 2.5 SD, 7.5%.)
     sigma_from : {"mean_mr", "median_mr"}
         Sigma and limits from the mean moving range (the textbook I-MR chart)
         or from the median moving range (robust to a bad day in the baseline;
@@ -122,6 +125,7 @@ class AnalysisOptions:
             ewma_L=settings.ewma_L,
             cusum_k=settings.cusum_k,
             cusum_h=settings.cusum_h,
+            sigma_from=settings.sigma_from,
         )
         return base.with_changes(**overrides)
 

@@ -282,39 +282,42 @@ def _running_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return prev_mean, prev_sd
 
 
-def winsorised_reference(x: np.ndarray, start: int, clip: float,
-                         passes: int = 2) -> np.ndarray:
-    """The series with outliers pulled in to where they would still be ordinary.
+def robust_reference(x: np.ndarray, start: int, clip: float,
+                     passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Running mean and SD (of the points before each) with outliers pulled in.
 
     Each point from ``start`` on that lies more than ``clip`` running SDs from
-    the mean of the points before it is replaced by that mean +- ``clip`` SDs;
-    the reference points before ``start`` are limited to their median +-
-    ``clip`` robust SDs (1.4826 MAD). Two vectorised passes approximate the
-    sequential rule (an outlier no longer inflates the reference of the
-    points after it). Used only as the *reference* of the self-starting
-    scores, never as data.
+    the mean of the points before it counts as that mean +- ``clip`` SDs in
+    the reference of the points after it; the reference points before
+    ``start`` are limited to their median +- ``clip`` robust SDs (1.4826
+    MAD). Two vectorised passes approximate the sequential rule; a series
+    without such a point needs one. Only the reference changes, never the
+    data.
     """
-    x = np.asarray(x, dtype=float).copy()
+    x = np.asarray(x, dtype=float)
+    ref = x.copy()
     base = x[:start]
     mad = 1.4826 * float(np.median(np.abs(base - np.median(base))))
     if mad > 0:
         med = float(np.median(base))
-        x[:start] = np.clip(base, med - clip * mad, med + clip * mad)
-    original = x.copy()
+        ref[:start] = np.clip(base, med - clip * mad, med + clip * mad)
+    prev_mean, prev_sd = _running_reference(ref)
     for _ in range(passes):
-        prev_mean, prev_sd = _running_reference(x)
-        lo, hi = prev_mean - clip * prev_sd, prev_mean + clip * prev_sd
-        tail = slice(start, None)
+        lo, hi = prev_mean[start:] - clip * prev_sd[start:], \
+            prev_mean[start:] + clip * prev_sd[start:]
         with np.errstate(invalid="ignore"):
-            x[tail] = np.where(np.isfinite(lo[tail]),
-                               np.clip(original[tail], lo[tail], hi[tail]),
-                               original[tail])
-    return x
+            pulled = np.where(np.isfinite(lo), np.clip(x[start:], lo, hi),
+                              x[start:])
+        if np.array_equal(pulled, ref[start:]):
+            break
+        ref[start:] = pulled
+        prev_mean, prev_sd = _running_reference(ref)
+    return prev_mean, prev_sd
 
 
 def self_starting_scores(
     x: np.ndarray, start: int, first: int | None = None,
-    clip: float | None = None, limit: float | None = None,
+    robust: float | None = None, limit: float = 8.0,
 ) -> np.ndarray:
     """Self-starting standardisation (Hawkins 1987), optionally robust.
 
@@ -324,12 +327,11 @@ def self_starting_scores(
     exactly independent N(0, 1), so CUSUM run lengths do not depend on how
     well a short baseline estimated the mean and sigma.
 
-    With ``clip`` the scores are made robust to isolated outliers, in the
-    manner of the winsorised CUSUM of Lucas & Crosier (1982, Commun. Statist.
-    Theory Meth. 11:2669): the running mean and SD are those of
-    :func:`winsorised_reference` (an outlier does not inflate the reference of
-    later points), and each score is limited to +-``clip``, so one bad reading
-    adds at most ``clip - k`` to a CUSUM.
+    With ``robust`` the running mean and SD are those of
+    :func:`robust_reference` (a point beyond ``robust`` SDs does not inflate
+    the reference of the points after it), in the manner of the winsorised
+    CUSUM of Lucas & Crosier (1982, Commun. Statist. Theory Meth. 11:2669);
+    the caller limits the scores it feeds a CUSUM.
 
     Parameters
     ----------
@@ -341,13 +343,10 @@ def self_starting_scores(
     first : int, optional
         Score only from this index on (the earlier points still count in the
         running mean and SD); saves work when only the recent scores matter.
-    clip : float, optional
-        Winsorising limit in SDs (robust scores); None: the plain scores,
-        limited to +-8.
-    limit : float, optional
-        Limit the returned scores to +-``limit`` instead (default: ``clip``,
-        else 8): with ``clip`` and ``limit=8`` the reference is robust and the
-        scores still show how far out each point is.
+    robust : float, optional
+        Outlier limit of the reference, in SDs; None: the plain reference.
+    limit : float
+        The returned scores are limited to +-``limit`` (8).
 
     Returns
     -------
@@ -358,14 +357,13 @@ def self_starting_scores(
     x = np.asarray(x, dtype=float)
     if start < 3 or x.size <= start:
         return np.empty(0)
-    reference = winsorised_reference(x, start, clip) if clip else x
-    prev_mean, prev_sd = _running_reference(reference)
+    prev_mean, prev_sd = (robust_reference(x, start, robust) if robust
+                          else _running_reference(x))
     idx = np.arange(max(start, first or 0), x.size)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (x[idx] - prev_mean[idx]) / prev_sd[idx] * np.sqrt(idx / (idx + 1.0))
     scores = stats.norm.ppf(stats.t.cdf(t, idx - 1))
     scores[~np.isfinite(t)] = np.nan
-    limit = limit or clip or 8.0
     return np.clip(scores, -limit, limit)
 
 
@@ -449,9 +447,9 @@ __all__ = [
     "ewma",
     "imr_limits",
     "moving_range_mask",
+    "robust_reference",
     "robust_trend",
     "rule_masks",
     "self_starting_scores",
     "tg218_action_limits",
-    "winsorised_reference",
 ]

@@ -2,7 +2,8 @@
 
 Imports are idempotent and transactional:
 
-* a file whose content (sha256) was imported before adds nothing;
+* a file whose content (sha256) was imported before adds nothing; an MPC tree
+  (:mod:`agent.qa.importers.mpc`) is one import per check folder, likewise;
 * a measurement already stored (same series, time and repeat number) with the
   same value is skipped, with a different value it is reported as a conflict
   and the stored value is kept (nothing is overwritten silently);
@@ -47,7 +48,7 @@ class StoreError(ServiceError):
 
 @dataclass
 class ImportReport:
-    """What one import did."""
+    """What one import did (an MPC tree: ``checks`` read, ``checks_new`` new)."""
 
     file: str
     format: str
@@ -58,30 +59,28 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     conflicts: list[RowError] = field(default_factory=list)
     already_imported: bool = False
+    checks: int = 0
+    checks_new: int = 0
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
-        return {
-            "file": self.file,
-            "format": self.format,
-            "rows_read": self.rows_read,
-            "added": self.added,
-            "duplicates": self.duplicates,
-            "events_added": self.events_added,
-            "already_imported": self.already_imported,
+        return {**{k: getattr(self, k) for k in (
+            "file", "format", "rows_read", "added", "duplicates", "events_added",
+            "already_imported", "checks", "checks_new")},
             "errors": [e.as_dict() for e in self.errors],
-            "conflicts": [e.as_dict() for e in self.conflicts],
-        }
+            "conflicts": [e.as_dict() for e in self.conflicts]}
 
     def summary(self) -> str:
         """One paragraph for people."""
         if self.already_imported:
             return f"{self.file}: already imported (same content); nothing added."
+        checks = (f"{self.checks} check folders ({self.checks_new} new), "
+                  if self.checks else "")
         return (
-            f"{self.file}: {self.format} format, {self.rows_read} rows read; "
-            f"{self.added} measurements added, {self.duplicates} already stored, "
-            f"{len(self.conflicts)} conflicting with stored values, "
-            f"{len({e.line for e in self.errors})} rows rejected; "
+            f"{self.file}: {self.format} format, {checks}{self.rows_read} rows "
+            f"read; {self.added} measurements added, {self.duplicates} already "
+            f"stored, {len(self.conflicts)} conflicting with stored values, "
+            f"{len({(e.file, e.line) for e in self.errors})} rows rejected; "
             f"{self.events_added} events added."
         )
 
@@ -161,63 +160,78 @@ class MeasurementStore:
         return self.import_result(result, digest)
 
     def import_result(self, result: ImportResult, digest: str) -> ImportReport:
-        """Store an already-read file in one transaction."""
+        """Store an already-read file in one transaction (an MPC tree: each new
+        check folder its own import, those imported before left out)."""
         frame = result.frame.copy()
         frame["t"] = _epoch_seconds(frame["date"]) if len(frame) else []
         keys = ["machine", "test", "energy", "unit"]
-        # Repeats at the same time keep their order in the file as `seq`.
-        frame["seq"] = frame.groupby([*keys, "t"], sort=False).cumcount()
-        report = ImportReport(
-            result.file, result.format, result.rows_read, 0, 0, 0, result.errors
-        )
+        if "seq" not in frame:  # repeats keep their file order (MPC numbers its own)
+            frame["seq"] = frame.groupby([*keys, "t"], sort=False).cumcount()
+        tree = getattr(result, "checks", None) is not None
+        report = ImportReport(result.file, result.format, result.rows_read, 0, 0, 0,
+                              result.errors)
         with self.engine.begin() as conn:
-            import_id = conn.execute(
-                import_table.insert().values(
-                    file_name=str(result.file)[-500:],
-                    sha256=digest or hashlib.sha256(
-                        str(result.file).encode()).hexdigest(),
-                    imported_at=datetime.now(UTC).replace(tzinfo=None),
-                    format=result.format,
-                    rows_read=result.rows_read,
-                    added=0,
-                    rejected=result.rows_rejected,
-                )
-            ).inserted_primary_key[0]
+            frame, fresh = (self._new_checks(conn, result, frame, report) if tree
+                            else (frame, None))
+            import_id = None if tree else conn.execute(import_table.insert().values(
+                file_name=str(result.file)[-500:], sha256=digest or hashlib.sha256(
+                    str(result.file).encode()).hexdigest(), format=result.format,
+                imported_at=datetime.now(UTC).replace(tzinfo=None), added=0,
+                rows_read=result.rows_read, rejected=result.rows_rejected,
+            )).inserted_primary_key[0]
+            new = frame
             if len(frame):
                 ids = self._series_ids(conn, frame[keys].drop_duplicates())
                 frame = frame.merge(ids, on=keys, how="left")
                 new, dup, conflicts = self._split_existing(conn, frame, result.file)
                 report.duplicates, report.conflicts = dup, conflicts
-                if len(new):
-                    # Stored series by series, in time order: reading a series
-                    # (or a block of them) is then a sequential scan.
-                    new = new.sort_values(["series_id", "t", "seq"], kind="stable")
-                    conn.execute(
-                        measurement_table.insert(),
-                        _records(new, import_id),
-                    )
-                report.added = len(new)
+            if fresh:
+                new = self._log_checks(conn, result, fresh, new)
+            if len(new):
+                # Stored series by series, in time order: reading a series
+                # (or a block of them) is then a sequential scan.
+                new = new.sort_values(["series_id", "t", "seq"], kind="stable")
+                conn.execute(measurement_table.insert(), _records(new, import_id))
+            report.added = len(new)
             report.events_added = self._add_events(conn, result.events, import_id)
-            conn.execute(
-                import_table.update()
-                .where(import_table.c.id == import_id)
-                .values(added=report.added)
-            )
+            if import_id is not None:
+                conn.execute(import_table.update().where(
+                    import_table.c.id == import_id).values(added=report.added))
         return report
 
+    def _new_checks(self, conn, result, frame: pd.DataFrame, report: ImportReport
+                    ) -> tuple[pd.DataFrame, list[int]]:
+        """Rows and indexes of the checks not imported before (by sha256)."""
+        known = set(conn.execute(select(import_table.c.sha256)).scalars())
+        fresh = [i for i, c in enumerate(result.checks) if c.sha256 not in known]
+        old = {c.file for c in result.checks if c.sha256 in known}
+        report.errors = [e for e in report.errors if e.file not in old]
+        report.checks, report.checks_new, report.already_imported = (
+            len(result.checks), len(fresh), not fresh)
+        frame = frame[frame["check"].isin(fresh)]
+        return frame.assign(file=[result.checks[i].file for i in frame["check"]]), fresh
+
+    def _log_checks(self, conn, result, fresh: list[int], new: pd.DataFrame
+                    ) -> pd.DataFrame:
+        """One import_log row per new check folder; ``new`` with its import ids."""
+        added, now = new["check"].value_counts(), datetime.now(UTC).replace(tzinfo=None)
+        rows = [{"file_name": c.file[-500:], "sha256": c.sha256, "imported_at": now,
+                 "format": result.format, "rows_read": c.rows_read,
+                 "added": int(added.get(i, 0)), "rejected": c.rejected}
+                for i, c in ((i, result.checks[i]) for i in fresh)]
+        ids = conn.execute(import_table.insert().returning(
+            import_table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        return new.assign(import_id=new["check"].map(dict(zip(fresh, ids,
+                                                               strict=True))))
+
     def _series_ids(self, conn, wanted: pd.DataFrame) -> pd.DataFrame:
-        existing = pd.DataFrame(
-            conn.execute(select(series_table)).fetchall(),
-            columns=["series_id", "machine", "test", "energy", "unit"],
-        )
-        merged = wanted.merge(existing, on=["machine", "test", "energy", "unit"],
-                              how="left")
+        keys = ["machine", "test", "energy", "unit"]
+        existing = pd.DataFrame(conn.execute(select(series_table)).fetchall(),
+                                columns=["series_id", *keys])
+        merged = wanted.merge(existing, on=keys, how="left")
         missing = merged[merged["series_id"].isna()]
         if len(missing):
-            conn.execute(
-                series_table.insert(),
-                missing[["machine", "test", "energy", "unit"]].to_dict("records"),
-            )
+            conn.execute(series_table.insert(), missing[keys].to_dict("records"))
             return self._series_ids(conn, wanted)
         merged["series_id"] = merged["series_id"].astype(int)
         return merged
@@ -246,7 +260,7 @@ class MeasurementStore:
         )
         conflicts = [
             RowError(
-                str(file), int(row.source_line), "value",
+                str(getattr(row, "file", file)), int(row.source_line), "value",
                 f"{row.machine} {row.test} {row.energy} on {row.date}: value "
                 f"{row.value:g} differs from the stored {row.stored_value:g} "
                 f"(import #{int(row.stored_import)}); stored value kept",
@@ -478,9 +492,7 @@ def _records(frame: pd.DataFrame, import_id: int) -> list[dict]:
         "baseline": clean(frame["baseline"].astype(float)),
         "source_line": frame["source_line"].astype(int).tolist(),
         "extra": _extra_json(frame),
+        "import_id": frame.get("import_id", pd.Series(import_id, index=frame.index)
+                               ).astype(int).tolist(),
     }
-    n = len(frame)
-    return [
-        {**{k: v[i] for k, v in columns.items()}, "import_id": import_id}
-        for i in range(n)
-    ]
+    return [{k: v[i] for k, v in columns.items()} for i in range(len(frame))]

@@ -102,6 +102,70 @@ class Machine(BaseModel):
     model: str = ""
     machine_class: Literal["non-IMRT", "IMRT", "SRS/SBRT"] = "IMRT"
     energies: list[str] = Field(default_factory=list)
+    #: Serial number as Varian MPC writes it in its check folder names
+    #: (``NDS-WKS-SN<serial>-...``): how an MPC import finds the machine.
+    serial: str | None = None
+
+    @field_validator("serial", mode="before")
+    @classmethod
+    def _serial_as_text(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        # YAML reads ``serial: 1234`` as a number; quoting keeps leading zeros.
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError('serial must be text, e.g. serial: "1234"')
+        return str(value).strip() or None
+
+
+def serial_key(serial: str) -> str:
+    """A serial number as compared: upper case, without a leading ``SN``."""
+    return serial.strip().upper().removeprefix("SN")
+
+
+def serial_registry(machines: Iterable[Machine]) -> dict[str, str]:
+    """Serial number (:func:`serial_key`) -> machine name, for MPC imports.
+
+    Raises
+    ------
+    ToleranceFileError
+        When two machines give the same serial number.
+    """
+    found: dict[str, str] = {}
+    for machine in machines:
+        if not machine.serial:
+            continue
+        key = serial_key(machine.serial)
+        if found.get(key, machine.name) != machine.name:
+            raise ToleranceFileError(
+                f"machines.yaml: serial {machine.serial!r} is given to both "
+                f"{found[key]} and {machine.name}; each machine has its own")
+        found[key] = machine.name
+    return found
+
+
+def load_machines(tolerance_dir: Path, extra_dirs: Iterable[Path] = ()
+                  ) -> list[Machine]:
+    """The machine registry: the shipped ``machines.yaml``, then each extra
+    directory's own (a machine of the same name there wins).
+
+    Raises
+    ------
+    ToleranceFileError
+        When a registry file cannot be read or a machine entry is invalid.
+    """
+    machines: dict[str, Machine] = {}
+    paths = [tolerance_dir / "machines.yaml"]
+    paths += [Path(extra) / "machines.yaml" for extra in extra_dirs]
+    for path in paths:
+        if not path.is_file():
+            continue
+        for i, raw in enumerate(_read_yaml(path).get("machines") or []):
+            try:
+                machine = Machine(**raw)
+            except (ValidationError, TypeError) as exc:
+                raise ToleranceFileError(f"{path}: machine #{i + 1}: {exc}") from None
+            machines[machine.name] = machine
+    return list(machines.values())
 
 
 # --- tolerance arithmetic: the one place "beyond", "margin" and bands are computed
@@ -294,7 +358,12 @@ class ToleranceTables:
     ) -> None:
         self.rows = rows
         self.machines = {m.name: m for m in machines}
+        self.serials = serial_registry(machines)
         self.default_class = default_class
+
+    def machine_for_serial(self, serial: str) -> str | None:
+        """The registered machine with this serial number (MPC), or None."""
+        return self.serials.get(serial_key(serial))
 
     @classmethod
     def load(
@@ -318,28 +387,15 @@ class ToleranceTables:
                 if row.id in shipped:
                     raise ToleranceFileError(f"{path}: duplicate row id {row.id!r}")
                 shipped[row.id] = row
-        machine_files = [tolerance_dir / "machines.yaml"]
+        extra_dirs = list(extra_dirs)
         override_files = [tolerance_dir / "institutional.yaml"]
-        for extra in extra_dirs:
-            machine_files.append(Path(extra) / "machines.yaml")
-            override_files.append(Path(extra) / "institutional.yaml")
+        override_files += [Path(extra) / "institutional.yaml" for extra in extra_dirs]
         for path in override_files:
             if path.is_file():
                 for row in _rows_from(path, institutional=True):
                     shipped[row.id] = row
-        machines: dict[str, Machine] = {}
-        for path in machine_files:
-            if not path.is_file():
-                continue
-            for i, raw in enumerate(_read_yaml(path).get("machines") or []):
-                try:
-                    machine = Machine(**raw)
-                except (ValidationError, TypeError) as exc:
-                    raise ToleranceFileError(
-                        f"{path}: machine #{i + 1}: {exc}"
-                    ) from None
-                machines[machine.name] = machine
-        return cls(list(shipped.values()), list(machines.values()), default_class)
+        machines = load_machines(tolerance_dir, extra_dirs)
+        return cls(list(shipped.values()), machines, default_class)
 
     def machine_class(self, machine: str) -> tuple[str, bool]:
         """(class, assumed): the registry's class, or the default when unknown."""

@@ -159,6 +159,10 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
         with gr.Column(scale=2):
             machine = gr.Textbox(label="Machine (only for a wide file without a "
                                        "machine column)")
+            mapping = gr.Textbox(label="Column mapping (ROLE=COLUMN per line; "
+                                       "proposed for an export not recognised: "
+                                       "check it, then Check file)", lines=3,
+                                 elem_id="data-mapping")
             check = gr.Button("Check file", elem_id="data-check")
             commit = gr.Button("Import", variant="primary", interactive=False,
                                elem_id="data-import")
@@ -176,24 +180,25 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
     verdict = gr.Markdown()
     plot = gr.Plot(label="Control chart", elem_id="fleet-chart")
 
-    def preview(path: str | None, name: str) -> tuple[Any, ...]:
+    def preview(path: str | None, name: str, pairs: str) -> tuple[Any, ...]:
         if not path:
             return (None, "", gr.update(visible=False, value=None),
-                    gr.update(interactive=False))
+                    gr.update(interactive=False), gr.skip())
         try:
-            found = data.preview_import(app, path, name)
-        except (ValueError, OSError) as exc:  # InputError, UploadError
+            found = data.preview_import(app, path, name, pairs)
+        except (UserError, OSError) as exc:  # InputError, UploadError
+            proposal = "" if pairs.strip() else data.proposed_mapping(path)
             return (None, f"⚠ **Cannot import**: {exc}",
                     gr.update(visible=False, value=None),
-                    gr.update(interactive=False))
+                    gr.update(interactive=False), proposal or gr.skip())
         errors = found.error_rows()
         return (found, found.summary(),
                 gr.update(visible=bool(errors), value=errors),
-                gr.update(interactive=len(found.result.frame) > 0))
+                gr.update(interactive=len(found.result.frame) > 0), gr.skip())
 
-    preview_out = [pending, report, rejected, commit]
-    upload.upload(preview, [upload, machine], preview_out)
-    check.click(preview, [upload, machine], preview_out)
+    preview_out = [pending, report, rejected, commit, mapping]
+    upload.upload(preview, [upload, machine, mapping], preview_out)
+    check.click(preview, [upload, machine, mapping], preview_out)
 
     def store(found: data.ImportPreview | None) -> tuple[Any, ...]:
         if found is None:
@@ -216,6 +221,19 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
         return data.series_chart(app, str(row[0]), str(row[1]), str(row[2] or ""))
 
     fleet.select(open_chart, None, [plot, verdict])
+    if app.data_watch is not None:
+        folders = ", ".join(str(p) for p in app.data_watch.folders)
+        arrivals = gr.Markdown(f"Watching {folders} for new QA data.",
+                               elem_id="data-arrivals")
+
+        def arrive() -> tuple[Any, ...]:
+            said = data.arrivals_markdown(app)
+            if said is None:
+                return gr.skip(), gr.skip(), gr.skip()
+            return said, data.on_hand_rows(app), data.fleet_rows(app)
+
+        gr.Timer(app.settings.watch_interval).tick(arrive, None,
+                                                   [arrivals, on_hand, fleet])
     return on_hand, fleet, imported
 
 

@@ -17,7 +17,7 @@ from agent.tools import ToolContext
 log = logging.getLogger("agent.ui")
 
 #: Upload types (checked again on the server: the browser's filter is advice).
-DATA_SUFFIXES = (".csv", ".xlsx", ".xls", ".txt")
+DATA_SUFFIXES = (".csv", ".xlsx", ".xls", ".txt", ".zip")  # .zip: an MPC TDS tree
 DOCUMENT_SUFFIXES = (".pdf", ".docx", ".md", ".txt", ".html", ".htm")
 
 
@@ -50,6 +50,8 @@ class AppContext:
     backend: str = ""
     model: str = ""
     backend_error: str = ""
+    #: Imports what arrives in ``settings.data_watch_dirs`` (None: no folders).
+    data_watch: Any = None
 
     @property
     def ctx(self) -> ToolContext:
@@ -131,6 +133,10 @@ def start_app(settings: Settings, llm: Any = None, backend: str | None = None,
     agent = Agent(llm, ctx, backend or "", model or "", unavailable=error)
     app = AppContext(settings, agent, ToolContext(engine=engine),
                      backend or "", model or "", error)
+    if settings.data_watch_dirs:
+        from agent.data_watch import DataWatch
+
+        app.data_watch = DataWatch(engine, list(settings.data_watch_dirs))
     if warm:
         from agent.retrieval.index import open_index
         from agent.retrieval.search import HybridSearcher

@@ -8,13 +8,14 @@ the user confirms; then the same result goes to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent.errors import QAAgentError
 from agent.qa import presentation
 from agent.qa.importers import ImportResult, InputError, read_measurements
+from agent.qa.importers.mapping import ColumnMapping, proposal_for
 from agent.qa.store import ImportReport, file_sha256
 from agent.ui.common import DATA_SUFFIXES, AppContext, check_upload, file_name
 
@@ -55,16 +56,20 @@ class ImportPreview:
 
 
 def preview_import(app: AppContext, path: str | Path | None,
-                   machine: str | None = None) -> ImportPreview:
+                   machine: str | None = None,
+                   mapping: str | None = None) -> ImportPreview:
     """Read an uploaded data file without storing anything.
 
     Parameters
     ----------
     app : AppContext
     path : str or Path
-        The uploaded file (CSV, XLSX, Daily QA 3 export).
+        The uploaded file (CSV, XLSX, Daily QA 3 export, a zipped MPC tree).
     machine : str, optional
         Machine name for a wide file without a machine column.
+    mapping : str, optional
+        A confirmed column mapping, ``ROLE=COLUMN`` per line (what
+        :func:`proposed_mapping` offers for an export the readers do not know).
 
     Raises
     ------
@@ -74,10 +79,22 @@ def preview_import(app: AppContext, path: str | Path | None,
         The file as a whole cannot be used (the message says what to fix).
     """
     checked = check_upload(path, DATA_SUFFIXES, app.settings.max_upload_mb)
+    pairs = [p.strip() for p in (mapping or "").splitlines() if p.strip()]
+    options = replace(app.engine.read_options(),
+                      mapping=ColumnMapping.parse(pairs) if pairs else None)
     result = read_measurements(checked, machine=(machine or "").strip() or None,
-                               options=app.settings.read_options())
+                               options=options)
     result.file = file_name(checked)
     return ImportPreview(checked, file_sha256(checked), result)
+
+
+def proposed_mapping(path: str | Path | None) -> str:
+    """The proposed mapping of a file the readers refused, ``ROLE=COLUMN`` per
+    line for the user to check and confirm ("" when none can be proposed)."""
+    proposal = proposal_for(Path(path)) if path else None
+    if proposal is None:
+        return ""
+    return "\n".join(f"{r}={c}" for r, c in proposal.mapping.columns.items())
 
 
 def commit_import(app: AppContext, preview: ImportPreview) -> ImportReport:
@@ -139,5 +156,29 @@ def series_chart(app: AppContext, machine: str, test: str,
     return (control_chart(run.results[0]) if run.results else None), text
 
 
-__all__ = ["ImportPreview", "InputError", "commit_import", "fleet_rows",
-           "on_hand_rows", "preview_import", "series_chart"]
+def arrivals_markdown(app: AppContext) -> str | None:
+    """Import what arrived in the watched data folders; say it (None: nothing).
+
+    Each file is imported through the engine and its report kept in
+    ``<data_dir>/imports/`` (:class:`agent.data_watch.DataWatch`).
+    """
+    if app.data_watch is None:
+        return None
+    arrived = app.data_watch.scan()
+    if not arrived:
+        return None
+    lines = [f"- {'⚠ ' if a.error else ''}{a.summary()}" for a in arrived]
+    return "**New data from the watched folders**\n" + "\n".join(lines)
+
+
+__all__ = [
+    "ImportPreview",
+    "InputError",
+    "arrivals_markdown",
+    "commit_import",
+    "fleet_rows",
+    "on_hand_rows",
+    "preview_import",
+    "proposed_mapping",
+    "series_chart",
+]
