@@ -13,6 +13,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import zipfile
 from collections import defaultdict
 from datetime import date, datetime
@@ -421,7 +422,7 @@ def test_qa_agent_import_takes_a_folder_and_a_zip(fleet, tmp_path):
     (data / "machines.yaml").write_text(REGISTRY, encoding="utf-8")
     env = {**os.environ, "QA_AGENT_DATA_DIR": str(data)}
     env.pop("QA_AGENT_DATABASE_URL", None)
-    cli = [str(ROOT / ".venv" / "bin" / "qa-agent"), "import"]
+    cli = [str(Path(sys.executable).parent / "qa-agent"), "import"]
     first = subprocess.run([*cli, str(fleet["tds"]), "--json"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
