@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from agent.config import Settings
 from agent.engine import QAEngine
 from agent.qa.result import SeriesResult
+from agent.qa.series import series_name
 from agent.qa.tolerances import ToleranceTables
 from agent.vocabulary import Frequency, MachineClass
 
@@ -121,11 +122,6 @@ def lookup_tolerance(ctx: ToolContext, args: ToleranceArgs) -> dict[str, Any]:
     """
     return ctx.engine.tolerance(args.test, args.frequency, args.machine,
                                 args.machine_class, args.energy, args.beam)
-
-
-def series_name(machine: str, test: str, energy: str | None) -> str:
-    """``TrueBeam2/output/10X`` (a series without energy: ``TrueBeam2/odi``)."""
-    return "/".join(p for p in (machine, test, energy) if p)
 
 
 def chart_key(machine: str, test: str, energy: str | None,

@@ -76,10 +76,6 @@ def _cycle() -> list[str] | None:
         state[node] = 1
         stack.append(node)
         for nxt in sorted(GRAPH[node]):
-            # A package's __init__ re-exporting its own modules is not a cycle
-            # of the code: importing the package runs its modules once.
-            if node.startswith(nxt + "."):
-                continue
             if state.get(nxt) == 1:
                 return [*stack[stack.index(nxt):], nxt]
             if state.get(nxt) is None and (found := visit(nxt)):

@@ -39,7 +39,6 @@ from agent.qa.result import (
     Signal,
     TG218Limits,
     ToleranceApplied,
-    worst_first,
 )
 from agent.qa.series import SeriesData
 from agent.qa.tolerances import AppliedTolerance, ToleranceTables, frequency_of
@@ -452,10 +451,4 @@ def _rule_text(rule: str) -> str:
     return _EXTRA_RULES.get(rule, rule)
 
 
-def sort_worst_first(results: list[SeriesResult]) -> list[SeriesResult]:
-    """Worst first (see :func:`agent.qa.result.worst_first`)."""
-    return worst_first(results)
-
-
-__all__ = ["DRIFT_H", "DRIFT_K", "SeriesAnalysis", "SeriesResult", "iso",
-           "sort_worst_first"]
+__all__ = ["DRIFT_H", "DRIFT_K", "SeriesAnalysis", "SeriesResult", "iso"]

@@ -17,9 +17,8 @@ import numpy as np
 from agent.qa.analysis import SeriesAnalysis
 from agent.qa.importers.records import RowError
 from agent.qa.options import AnalysisOptions
-from agent.qa.result import SeriesResult
-from agent.qa.result import worst_first as sort_worst_first
-from agent.qa.series import SeriesData
+from agent.qa.result import SeriesResult, worst_first
+from agent.qa.series import SeriesData, series_name
 from agent.qa.store import MeasurementStore
 from agent.qa.tolerances import ToleranceTables
 
@@ -50,11 +49,6 @@ class FleetResults(list):
         self.errors = list(errors or [])
 
 
-def series_label(series: SeriesData) -> str:
-    """``TrueBeam2/output/10X`` (without energy: ``TrueBeam2/odi``)."""
-    return "/".join(p for p in (series.machine, series.test, series.energy) if p)
-
-
 def analyze_each(series: list[SeriesData], tables: ToleranceTables,
                  options: AnalysisOptions | None = None
                  ) -> tuple[list[SeriesResult], list[RowError]]:
@@ -77,7 +71,7 @@ def analyze_each(series: list[SeriesData], tables: ToleranceTables,
             results.append(SeriesAnalysis(s, tables).analyze(options).results_data())
         except ANALYSIS_FAILURES as exc:
             errors.append(RowError(
-                series_label(s), None, None,
+                series_name(*s.key), None, None,
                 f"this series could not be analysed ({type(exc).__name__}: {exc}); "
                 "the other series were: check its values"))
     return results, errors
@@ -107,7 +101,7 @@ def _merged(parts) -> FleetResults:
         results += [r if isinstance(r, SeriesResult) else
                     SeriesResult.model_validate(r) for r in part_results]
         errors += part_errors
-    return FleetResults(sort_worst_first(results), errors)
+    return FleetResults(worst_first(results), errors)
 
 
 def analyze_fleet(

@@ -31,6 +31,11 @@ class SeriesData:
         return self.machine, self.test, self.energy
 
 
+def series_name(machine: str, test: str, energy: str | None) -> str:
+    """``TrueBeam2/output/10X`` (a series without energy: ``TrueBeam2/odi``)."""
+    return "/".join(p for p in (machine, test, energy) if p)
+
+
 def resets_for(
     events: pd.DataFrame | None, machine: str, test: str, energy: str
 ) -> tuple[np.datetime64, ...]:

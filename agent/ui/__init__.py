@@ -1,10 +1,9 @@
 """The Gradio app: chat, data, knowledge and reports over the same engine.
 
-The UI holds no analysis or retrieval logic: it calls the functions the CLI
-calls (``agent.tools.run_tool``, ``read_measurements`` and
-``MeasurementStore.import_result``, ``KnowledgeIndex.sync``/``remove``,
-``HybridSearcher.search``, ``agent.qa.report.write_report``) and shows what
-they return.
+The UI holds no analysis or retrieval logic: it calls the engine the CLI
+calls (``agent.engine.QAEngine``: analyse, fleet, data on hand, import,
+report; ``KnowledgeIndex.sync``/``remove`` and ``HybridSearcher.search`` for
+documents) and shows what it returns, worded by ``agent.qa.presentation``.
 
 Nothing here reaches the internet: Gradio's analytics are switched off before
 Gradio is imported, there is no share link, and the theme uses system fonts

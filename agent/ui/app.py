@@ -7,10 +7,13 @@ from typing import Any
 
 import gradio as gr
 
+import agent.ui.chat as chat
+import agent.ui.data as data
+import agent.ui.knowledge as knowledge
+import agent.ui.reports as reports
 from agent.config import Settings, check_ui_binding
 from agent.errors import QAAgentError, ServiceError, UserError
 from agent.graph import Conversation
-from agent.ui import chat, data, knowledge, reports
 from agent.ui.common import DATA_SUFFIXES, DOCUMENT_SUFFIXES, AppContext, start_app
 
 #: System fonts only: the default theme would fetch Google Fonts.

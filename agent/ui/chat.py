@@ -22,7 +22,8 @@ from agent.graph import BackendUnavailable
 from agent.qa import presentation
 from agent.qa.charts import control_chart
 from agent.qa.result import SeriesResult
-from agent.tools import chart_key, series_name
+from agent.qa.series import series_name
+from agent.tools import chart_key
 from agent.ui.common import AppContext, log
 
 EXAMPLES = [

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from agent.qa.importers.records import InputError
+from agent.qa.importers.values import known_unit
 from agent.vocabulary import canonical_energy, canonical_test
 
 #: The roles a mapping assigns, required ones first.
@@ -167,16 +168,11 @@ def _is_number(text: str) -> bool:
     return re.fullmatch(r"[-+]?\d+(?:[.,]\d+)?(?:[eE][-+]?\d+)?", text) is not None
 
 
-def _is_unit(text: str) -> bool:
-    return text.strip().lower() in {"%", "mm", "cm", "deg", "°", "cgy", "gy", "nc",
-                                    "mu", "percent"}
-
-
 #: How each role is recognised from a column's cells, in the order tried.
 _CONTENT = (
     ("date", _is_date, "its cells are dates"),
     ("value", _is_number, "its cells are numbers"),
-    ("unit", _is_unit, "its cells are units"),
+    ("unit", known_unit, "its cells are units"),
     ("energy", lambda t: bool(canonical_energy(t)), "its cells are beam energies"),
     ("test", lambda t: canonical_test(t) is not None, "its cells are test names"),
 )

@@ -232,6 +232,12 @@ def number_problem(cell: object, decimal_comma: bool | None = False) -> str:
     return f"value {shown(text)} is not a number; write a number such as 0.5"
 
 
+def known_unit(text: object) -> bool:
+    """Whether a cell names a unit the importers know (canonical or raw)."""
+    low = str(text).strip().lower()
+    return low in _UNITS or low in RAW_UNITS
+
+
 def normalise_unit(unit: object) -> str:
     """Canonical spelling of a unit (``%``, ``mm``, ``cm``, ``deg``) or as written.
 
