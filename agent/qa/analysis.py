@@ -64,6 +64,13 @@ def _episodes(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask & ~np.r_[False, mask[:-1]])
 
 
+def _signals_at(rule: str, text: str, at: np.ndarray, dates: np.ndarray,
+                values: np.ndarray) -> list[Signal]:
+    """One Signal of ``rule`` per index in ``at`` (dates formatted at once)."""
+    return [Signal(rule, date, value, text) for date, value in
+            zip(iso_many(dates[at]), values[at].tolist(), strict=True)]
+
+
 class SeriesAnalysis:
     """Tolerance check, I-MR chart, run rules, EWMA, CUSUM and drift verdict.
 
@@ -239,10 +246,8 @@ class SeriesAnalysis:
                 self._baseline_unstable = _instability(z[base[0]:base[1]])
             for rule, mask in masks.items():
                 text = spc.RULES.get(opts.ruleset, {}).get(rule) or _rule_text(rule)
-                for j in _episodes(mask):
-                    signals.append(Signal(rule=rule, date=iso(dates[a + j]),
-                                          value=float(seg_vals[j]),
-                                          description=text))
+                signals += _signals_at(rule, text, _episodes(mask), dates[a:b],
+                                       seg_vals)
         return signals, z_current
 
     def _current_segment(self, seg_dates: np.ndarray, seg_vals: np.ndarray,
@@ -267,10 +272,8 @@ class SeriesAnalysis:
             cusum = spc.cusum((seg_vals - lim.center) / lim.sigma, opts.cusum_k,
                               opts.cusum_h)
             for name, result in (("EWMA", ewma), ("CUSUM", cusum)):
-                for j in _episodes(result.signal):
-                    signals.append(Signal(rule=name, date=iso(seg_dates[j]),
-                                          value=float(seg_vals[j]),
-                                          description=_rule_text(name)))
+                signals += _signals_at(name, _rule_text(name),
+                                       _episodes(result.signal), seg_dates, seg_vals)
 
             def first(m: np.ndarray) -> str | None:
                 return iso(seg_dates[m.argmax()]) if m.any() else None

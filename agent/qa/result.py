@@ -12,7 +12,7 @@ phrases (:mod:`agent.qa.presentation`) are drawn from it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,8 +77,13 @@ class ControlLimits(_Part):
     ruleset: str
 
 
-class Signal(_Part):
-    """A control-chart signal: which rule, where, and what it means."""
+class Signal(NamedTuple):
+    """A control-chart signal: which rule, where, and what it means.
+
+    A named tuple, not a model: a five-year daily series has a hundred or
+    more signals, and a tuple is made and validated about six times faster
+    (the fleet makes and moves tens of thousands; ``bench/fleet_benchmark.py``).
+    """
 
     rule: str
     date: str
@@ -273,7 +278,7 @@ class SeriesResult(BaseModel):
             "baseline_available": self.baseline_available,
             "baseline_needed": self.baseline_needed,
             "spc": dumped["spc"],
-            "signals": dumped["signals"],
+            "signals": [s._asdict() for s in self.signals],
             "ewma": dumped["ewma"],
             "cusum": dumped["cusum"],
             "capability": dumped["capability"],
