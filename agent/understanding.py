@@ -16,6 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agent.asks import Ask, ask_in
+from agent.period_words import compared_periods, period_in
+from agent.qa.periods import PeriodSpec
 from agent.vocabulary import (
     END_WORDS,
     MONTHS,
@@ -25,6 +28,8 @@ from agent.vocabulary import (
     alias_patterns,
     beam_in,
     canonical_machine,
+    QUESTION_ENERGY,
+    canonical_energy,
     energy_in,
     frequency_word_in,
     machine_class_in,
@@ -82,6 +87,19 @@ class Request(BaseModel):
     forbidden: bool = False
     #: A named test asked with "tolerance", "limit", "how far", "within"...
     tolerance_lookup: bool = False
+    #: What a data request asks for (:mod:`agent.asks`).
+    ask: Ask = "verdict"
+    #: The period named in words, settled against the data by the engine.
+    period: PeriodSpec | None = None
+    #: Two periods of one series to compare ("before and after the
+    #: recalibration", "January with June").
+    compare_periods: list[PeriodSpec] = Field(default_factory=list)
+    #: Every machine and every energy named, when more than one is
+    #: ("compare TrueBeam1 and TrueBeam2", "the 6X and 10X output").
+    machines: list[str] = Field(default_factory=list)
+    energies: list[str] = Field(default_factory=list)
+    #: A short question back when a name fits several on hand ("TrueBeam").
+    clarification: str | None = None
 
     def names(self) -> dict[str, str]:
         """The names the request carries (machine, test, energy...), set ones only.
@@ -119,6 +137,8 @@ class RequestContext(BaseModel):
     machines: list[str] = Field(default_factory=list)
     #: The previous turn's request as it was routed, for follow-ups.
     previous: Route | None = None
+    #: The previous turn's whole request (what was asked, its period).
+    previous_request: Request | None = None
 
 
 _CLINICAL = re.compile(
@@ -176,16 +196,19 @@ def understand(question: str, context: RequestContext) -> Request:
     question : str
         The user's words.
     context : RequestContext
-        The machine names on hand and the previous turn's route.
+        The machine names on hand and the previous turn's request.
 
     Returns
     -------
     Request
-        The names found and the flags; ``intent`` is set when the rules
-        settle it, in this order: a patient-specific question (clinical, with
-        no names), a follow-up (the previous intent and names, updated by
-        the names found), the plain-word intents of :func:`rule_intent`, a
-        tolerance look-up; otherwise None.
+        The names found and the flags, what is asked, the period and the
+        comparison; ``intent`` is set when the rules settle it, in this
+        order: a patient-specific question (clinical, with no names), a
+        follow-up (the previous intent, names, question and period, updated
+        by what the new turn says), the plain-word intents of
+        :func:`rule_intent`, a tolerance look-up; otherwise None. A machine
+        name that fits several on hand ("TrueBeam") gives a
+        ``clarification`` instead of a guess.
     """
     found = mentions(question, context.machines)
     flags = {
@@ -195,22 +218,136 @@ def understand(question: str, context: RequestContext) -> Request:
     }
     if flags["clinical"]:
         return Request(intent="clinical", **flags)
-    previous = context.previous
-    if previous and (_FOLLOW_UP.match(question) or len(question.split()) <= 4) \
-            and previous.intent in FOLLOW_UP_INTENTS and found:
-        names = {k: getattr(previous, k) for k in NAME_FIELDS} | found
-        return Request(intent=previous.intent, follow_up=True,
-                       **flags).model_copy(update=names)
+    extra = _data_slots(question, found, context.machines)
+    follow = _follow_up(question, found, extra, context)
+    if follow is not None:
+        return follow.model_copy(update=flags)
     names = {k: v for k, v in found.items() if k in NAME_FIELDS}
-    ruled = rule_intent(question, names)
+    ambiguous = (_ambiguous_machine(question.lower(), context.machines)
+                 if "machine" not in names else [])
+    ruled = rule_intent(question, names | ({"machine": "?"} if ambiguous else {}))
+    if ruled is None and _is_family(question, names):
+        ruled = "analysis"
     if ruled is not None:
-        return Request(intent=ruled, **flags).model_copy(update=names)
+        request = Request(intent=ruled, **flags, **extra).model_copy(update=names)
+        if ambiguous and ruled in ("analysis", "fleet", "tolerance"):
+            request = request.model_copy(update={"clarification": (
+                "Which machine do you mean: " + " or ".join(ambiguous) + "?")})
+        return request
     if _is_tolerance_lookup(question, names):
         # A named test asked with "tolerance", "limit", "how far"... is
         # a table look-up whatever the model would say: no LLM call.
         return Request(intent="tolerance", tolerance_lookup=True,
                        **flags).model_copy(update=names)
     return Request(**flags).model_copy(update=names)
+
+
+def _data_slots(question: str, found: dict[str, str],
+                machines: list[str]) -> dict[str, object]:
+    """What is asked, the period, the comparison and every name listed."""
+    low = question.lower()
+    slots: dict[str, object] = {}
+    ask = ask_in(low)
+    if ask:
+        slots["ask"] = ask
+    pair = compared_periods(low)
+    if pair:
+        slots["compare_periods"] = list(pair)
+        slots["ask"] = "comparison"
+    if "start" in found or "end" in found:
+        slots["period"] = PeriodSpec(kind="dates", start=found.get("start"),
+                                     end=found.get("end"))
+    elif not pair and (period := period_in(low)):
+        slots["period"] = period
+    every_machine = _machines_named(low, machines)
+    if len(every_machine) > 1:
+        slots["machines"] = every_machine
+    energies = list(dict.fromkeys(
+        e for m in QUESTION_ENERGY.finditer(low)
+        if (e := canonical_energy(f"{m.group(1)} {m.group(2)}"))))
+    if len(energies) > 1:
+        slots["energies"] = energies
+    return slots
+
+
+def _follow_up(question: str, found: dict[str, str], extra: dict[str, object],
+               context: RequestContext) -> Request | None:
+    """The previous request updated by a short follow-up, or None.
+
+    "and for 10X?", "which days were out?", "when did that start?", "and over
+    the last three months?": a turn that opens like a follow-up or is short,
+    after a request whose names it can inherit, and that names something
+    new or asks something new of the same series.
+    """
+    previous = context.previous
+    if not previous or previous.intent not in FOLLOW_UP_INTENTS:
+        return None
+    names_new_series = ("machine" in found and "test" in found) or _is_family(
+        question, found) or len(extra.get("machines", ())) > 1
+    short = bool(_FOLLOW_UP.match(question)) or (
+        len(question.split()) <= 6 and not names_new_series)
+    asks_more = previous.intent == "analysis" and bool(
+        extra.get("ask") or extra.get("period") or extra.get("compare_periods"))
+    if not short or not (found or asks_more):
+        return None
+    names = {k: getattr(previous, k) for k in NAME_FIELDS} | found
+    before = context.previous_request
+    kept: dict[str, object] = {}
+    if before is not None and previous.intent == "analysis":
+        kept = {"ask": before.ask, "period": before.period}
+        if "start" in found or "end" in found:
+            kept["period"] = None
+    if "start" not in found and "end" not in found:
+        names.pop("start", None)
+        names.pop("end", None)
+        if before is not None and before.period is not None \
+                and before.period.kind == "dates":
+            names["start"], names["end"] = before.period.start, before.period.end
+    return Request(intent=previous.intent, follow_up=True,
+                   **(kept | extra)).model_copy(update=names)
+
+
+def _machines_named(low: str, machines: list[str]) -> list[str]:
+    """Every known machine the words name, in order ("TB1 and TB2")."""
+    tokens = re.findall(r"[a-z0-9]+", low)
+    named: list[str] = []
+    for size in (3, 2, 1):
+        for i in range(len(tokens) - size + 1):
+            name = canonical_machine(" ".join(tokens[i:i + size]), machines)
+            if name in machines and name not in named:
+                named.append(name)
+    order = {m: low.replace(" ", "").find(m.lower()) for m in named}
+    return sorted(named, key=lambda m: (order[m] < 0, order[m]))
+
+
+def _ambiguous_machine(low: str, machines: list[str]) -> list[str]:
+    """The machines a word fits when it names the model but not which one.
+
+    "TrueBeam" with TrueBeam1 and TrueBeam2 on hand; a word that fits one
+    machine only is that machine (found by :func:`mentions`).
+    """
+    stems: dict[str, list[str]] = {}
+    for m in machines:
+        stem = re.sub(r"[\s_\-]*\d+$", "", m).lower().replace(" ", "")
+        if len(stem) >= 4:
+            stems.setdefault(stem, []).append(m)
+    tokens = re.findall(r"[a-z]+", low)
+    for size in (2, 1):
+        for i in range(len(tokens) - size + 1):
+            key = "".join(tokens[i:i + size])
+            if len(stems.get(key, ())) > 1:
+                return sorted(stems[key])
+    return []
+
+
+_FAMILY = re.compile(r"\b(all|every|each)\b|\b\w+'s\b", re.IGNORECASE)
+
+
+def _is_family(question: str, names: dict[str, str]) -> bool:
+    """"all 6X outputs", "every machine's lasers": a test across machines."""
+    return "test" in names and bool(_FAMILY.search(question)) and bool(
+        _ANALYSIS_WORDS.search(question) or _ANYTHING.search(question)
+        or re.search(r"\b(show|list|give)\b", question, re.IGNORECASE))
 
 
 def mentions(question: str, machines: list[str]) -> dict[str, str]:
@@ -331,6 +468,11 @@ def rule_intent(question: str, found: dict[str, str]) -> str | None:
     if _FLEET_WORDS.search(question) and "test" not in found:
         return "fleet"
     if "machine" in found:
+        if ("test" in found or "energy" in found) and ask_in(question.lower()) \
+                not in (None, "verdict"):
+            # "when will it reach tolerance?", "which days were out of
+            # tolerance?": about the data, whatever the word tolerance says.
+            return "analysis"
         if "test" in found or "energy" in found:
             # A named machine and series is a question about its data,
             # unless it asks what the tolerance is.
