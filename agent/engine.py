@@ -4,7 +4,8 @@
 for ``--data FILE``, a file to read instead of the store). It owns the
 database engine, the tolerance tables, the protocol searcher and a series
 cache with one :meth:`QAEngine.invalidate`, and offers the typed operations:
-:meth:`select`, :meth:`analyse`, :meth:`fleet`, :meth:`data_on_hand`,
+:meth:`select`, :meth:`analyse`, :meth:`period`, :meth:`compare`,
+:meth:`fleet`, :meth:`data_on_hand`,
 :meth:`tolerance`, :meth:`search`, :meth:`import_file` and :meth:`report`.
 Every face is a short adapter over these, so a request means the same series,
 the same options and the same order everywhere (``docs/architecture.md``).
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
+from agent.qa.comparison import Comparison, compare_groups
 from agent.qa.fleet import analyze_each
 from agent.qa.importers import ImportResult, ReadOptions, RowError, read_measurements
 from agent.qa.options import AnalysisOptions
+from agent.qa.periods import Period, PeriodSpec, resolve_period
 from agent.qa.result import SeriesResult, worst_first
 from agent.qa.selection import SelectionError, check_dates, clip_series
 from agent.qa.store import ImportReport, MeasurementStore, SeriesData, series_from_frame
@@ -220,6 +223,51 @@ class QAEngine:
         # A series that cannot be analysed is listed in errors; the rest go on.
         results, failed = analyze_each(series, self.tables, opts)
         return AnalysisRun(worst_first(results), errors + failed)
+
+    def period(self, spec: PeriodSpec, machine: str | None = None,
+               test: str | None = None, energy: str | None = None) -> Period:
+        """The dates of a period in words for the selected series.
+
+        Raises
+        ------
+        SelectionError
+            Nothing matches, the event is not recorded, or the period holds
+            no measurement (the message gives the data's own dates).
+        """
+        series, _ = self.select(machine, test, energy)
+        return resolve_period(spec, series)
+
+    def compare(self, groups: list[dict[str, Any]],
+                options: AnalysisOptions | None = None) -> Comparison:
+        """Compare two groups, each one series over one period.
+
+        Parameters
+        ----------
+        groups : list of dict
+            Two selections, each with ``label`` and the ``select`` arguments
+            (machine, test, energy, start, end).
+
+        Raises
+        ------
+        SelectionError
+            A group matches no series or more than one (the message lists
+            them: name the energy or the test).
+        """
+        opts = options or self.options()
+        sides = []
+        for group in groups:
+            chosen, _ = self.select(*(group.get(k) for k in (
+                "machine", "test", "energy", "start", "end")))
+            if len(chosen) > 1:
+                raise SelectionError(
+                    f"{group['label']} matches {len(chosen)} series ("
+                    + ", ".join(" ".join(p for p in s.key if p) for s in chosen[:6])
+                    + "): name the machine, test and energy of one")
+            results, failed = analyze_each(chosen, self.tables, opts)
+            if failed:
+                raise SelectionError(failed[0].reason)
+            sides.append((group["label"], chosen[0], results[0]))
+        return compare_groups(sides[0], sides[1])
 
     def fleet(self, machine: str | None = None,
               options: AnalysisOptions | None = None) -> AnalysisRun:

@@ -44,6 +44,8 @@ from agent.answers import (
     answer_from_tolerance,
     answer_from_tool,
 )
+from agent.data_answers import answer_from_calls
+from agent.data_calls import data_calls
 from agent.errors import QAAgentError, ServiceError
 from agent.prompts import ANSWER_PROMPT, RETRY_NOTE, REWRITE_PROMPT, ROUTER_PROMPT
 from agent.qa.selection import SelectionError
@@ -116,6 +118,7 @@ class AgentState(TypedDict, total=False):
 
     question: str
     route: Route
+    request: Request
     passages: list[dict[str, Any]]
     tool_calls: list[dict[str, Any]]
     answer: str
@@ -132,6 +135,8 @@ class Turn:
     question: str
     answer: str
     route: Route
+    #: The whole request (what was asked, its period), for follow-ups.
+    request: Request | None = None
 
 
 @dataclass
@@ -238,7 +243,8 @@ class Agent:
             {"question": question, "attempts": 0, "notes": [], "tool_calls": [],
              "passages": []}, config={"configurable": {"call": call}})
         if conversation is not None:
-            conversation.turns.append(Turn(question, state["answer"], state["route"]))
+            conversation.turns.append(Turn(question, state["answer"], state["route"],
+                                           state.get("request")))
         cited = sorted(cited_numbers(state["answer"]))
         passages = state.get("passages", [])
         citations = [{k: passages[n - 1][k] for k in ("source", "section", "page",
@@ -263,9 +269,10 @@ class Agent:
         question = state["question"]
         turns = _call_of(config)["conversation"].turns
         request = understand(question, RequestContext(
-            machines=self._machines(), previous=turns[-1].route if turns else None))
+            machines=self._machines(), previous=turns[-1].route if turns else None,
+            previous_request=turns[-1].request if turns else None))
         if request.intent is not None:
-            return {"route": request.route()}
+            return {"route": request.route(), "request": request}
         names = request.names()
         route = self._llm_route(question)
         # The rules settle analysis, fleet, data and small talk; for
@@ -282,7 +289,7 @@ class Agent:
                 and "frequency" in names:
             # The model's "protocol" for "<test> <frequency>?" is the table.
             route = route.model_copy(update={"intent": "tolerance"})
-        return {"route": route.model_copy(update=names)}
+        return {"route": route.model_copy(update=names), "request": request}
 
     def _topic(self, question: str) -> str:
         """"relevant" (retrieval's gate passes), "near" (linac/physics words
@@ -347,10 +354,9 @@ class Agent:
                     found = call("search_protocols", {"query": rewritten})
                     passages = found.get("results", [])
             state["passages"] = passages
-        elif route.intent == "analysis":
-            call("analyze_series", {
-                "machine": route.machine, "test": route.test, "energy": route.energy,
-                "start": route.start, "end": route.end})
+        elif route.intent == "analysis" and not (
+                state.get("request") and state["request"].clarification):
+            data_calls(route, state.get("request"), call)
         elif route.intent == "fleet":
             call("fleet_overview", {"machine": route.machine})
         elif route.intent == "data":
@@ -381,8 +387,11 @@ class Agent:
             return self._final(OUT_OF_SCOPE_REPLY, attempts, abstained=True)
         if route.intent == "small_talk":
             return self._final(SMALL_TALK_REPLY, attempts)
+        request = state.get("request")
+        if request is not None and request.clarification:
+            return self._final(request.clarification, attempts)
         if route.intent in ("analysis", "fleet", "data"):
-            return self._final(answer_from_tool(state["tool_calls"][-1]), attempts)
+            return self._final(answer_from_calls(state["tool_calls"]), attempts)
         passages = state.get("passages", [])
         if route.intent == "tolerance":
             # The tolerance table answers when no passage is relevant, or when
@@ -440,6 +449,10 @@ class Agent:
 
     def _verify(self, state: AgentState) -> AgentState:
         notes = list(state.get("notes", []))
+        request = state.get("request")
+        if request is not None and request.clarification:
+            # A question back lists machine names, not measured numbers.
+            return {"notes": [*notes, "clarification"]}
         bad = unsupported_numbers(state["answer"], self._evidence(state))
         if not bad:
             return {"notes": [*notes, "verified"]}

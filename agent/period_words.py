@@ -53,7 +53,8 @@ _HALF = re.compile(r"\b(first|second|1st|2nd)\s+half(?:\s+of)?(?:\s+(20\d\d))?|"
                    r"\bh([12])\s*(20\d\d)?\b")
 _QUARTER = re.compile(r"\bq([1-4])\b(?:\s*(20\d\d))?|\b(first|second|third|fourth|"
                       r"last|1st|2nd|3rd|4th)\s+quarter(?:\s+of)?(?:\s+(20\d\d))?")
-_SEASON = re.compile(r"\b(spring|summer|autumn|fall|winter)\b(?:\s+(?:of\s+)?(20\d\d))?")
+_SEASON = re.compile(r"\b(spring|summer|autumn|fall|winter)\b"
+                     r"(?:\s+(?:of\s+)?(20\d\d))?")
 _MONTH_ALONE = re.compile(r"\b(?:in|during|over|for|of|throughout|within)\s+("
                           + _MONTH + r")\b(?:\s+(20\d\d))?")
 _YEAR = re.compile(r"\b(?:in|during|over|for|throughout)\s+(20\d\d)\b(?!-)")

@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.asks import Ask
 from agent.config import Settings
 from agent.engine import QAEngine
+from agent.qa.periods import PeriodSpec
 from agent.qa.result import SeriesResult
 from agent.qa.series import series_name
 from agent.qa.tolerances import ToleranceTables
@@ -53,6 +55,35 @@ class AnalyzeArgs(BaseModel):
     energy: str | None = None
     start: str | None = Field(default=None, description="YYYY-MM-DD")
     end: str | None = Field(default=None, description="YYYY-MM-DD")
+    ask: Ask = Field(default="verdict", description="what the answer says")
+    period_words: str | None = Field(
+        default=None, description="the period as the question named it")
+
+
+class GroupArgs(BaseModel):
+    """One side of a comparison: one series over one period."""
+
+    label: str = Field(min_length=1, max_length=80)
+    machine: str | None = None
+    test: str | None = None
+    energy: str | None = None
+    start: str | None = Field(default=None, description="YYYY-MM-DD")
+    end: str | None = Field(default=None, description="YYYY-MM-DD")
+
+
+class CompareArgs(BaseModel):
+    """Compare two periods of one series, or one period of two series."""
+
+    groups: list[GroupArgs] = Field(min_length=2, max_length=2)
+
+
+class PeriodArgs(BaseModel):
+    """Settle a period in words against the data of a selection."""
+
+    machine: str | None = None
+    test: str | None = None
+    energy: str | None = None
+    period: PeriodSpec
 
 
 class FleetArgs(BaseModel):
@@ -145,6 +176,22 @@ def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:
     return run.document(details=True)
 
 
+def resolve_period(ctx: ToolContext, args: PeriodArgs) -> dict[str, Any]:
+    """The dates of a period in words ("the last 3 months", "since the
+    recalibration") for the selected series: start, end (both included), the
+    words and the text the answer uses."""
+    period = ctx.engine.period(args.period, args.machine, args.test, args.energy)
+    return {**period.model_dump(), "text": period.text()}
+
+
+def compare_series(ctx: ToolContext, args: CompareArgs) -> dict[str, Any]:
+    """Two groups side by side: n, mean, SD, control limits, verdict, and the
+    difference of the means with its 95% confidence interval."""
+    groups = [g.model_dump() for g in args.groups]
+    comparison = ctx.engine.compare(groups)
+    return {"comparison": comparison.model_dump()}
+
+
 def fleet_overview(ctx: ToolContext, args: FleetArgs) -> dict[str, Any]:
     """The worst series of the fleet first (status, drift), at most ``limit``."""
     run = ctx.engine.fleet(args.machine)
@@ -165,6 +212,8 @@ TOOLS: dict[str, tuple[Any, type[BaseModel]]] = {
     "search_protocols": (search_protocols, SearchArgs),
     "lookup_tolerance": (lookup_tolerance, ToleranceArgs),
     "analyze_series": (analyze_series, AnalyzeArgs),
+    "resolve_period": (resolve_period, PeriodArgs),
+    "compare_series": (compare_series, CompareArgs),
     "fleet_overview": (fleet_overview, FleetArgs),
     "list_data": (list_data, DataArgs),
 }

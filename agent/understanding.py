@@ -22,14 +22,14 @@ from agent.qa.periods import PeriodSpec
 from agent.vocabulary import (
     END_WORDS,
     MONTHS,
+    QUESTION_ENERGY,
     START_WORDS,
     Frequency,
     MachineClass,
     alias_patterns,
     beam_in,
-    canonical_machine,
-    QUESTION_ENERGY,
     canonical_energy,
+    canonical_machine,
     energy_in,
     frequency_word_in,
     machine_class_in,
@@ -239,7 +239,7 @@ def understand(question: str, context: RequestContext) -> Request:
         # a table look-up whatever the model would say: no LLM call.
         return Request(intent="tolerance", tolerance_lookup=True,
                        **flags).model_copy(update=names)
-    return Request(**flags).model_copy(update=names)
+    return Request(**flags, **extra).model_copy(update=names)
 
 
 def _data_slots(question: str, found: dict[str, str],
@@ -254,11 +254,12 @@ def _data_slots(question: str, found: dict[str, str],
     if pair:
         slots["compare_periods"] = list(pair)
         slots["ask"] = "comparison"
-    if "start" in found or "end" in found:
+    period = None if pair else period_in(low)
+    if period is not None:
+        slots["period"] = period
+    elif "start" in found or "end" in found:
         slots["period"] = PeriodSpec(kind="dates", start=found.get("start"),
                                      end=found.get("end"))
-    elif not pair and (period := period_in(low)):
-        slots["period"] = period
     every_machine = _machines_named(low, machines)
     if len(every_machine) > 1:
         slots["machines"] = every_machine

@@ -145,6 +145,7 @@ class SeriesAnalysis:
             tolerance=(ToleranceApplied(**self.applied.as_dict())
                        if self.applied else None),
             out_of_tolerance=iso_many(dates[out_tol]),
+            out_of_tolerance_values=[round(v, 4) for v in values[out_tol].tolist()],
             out_of_action=iso_many(dates[levels == "action"]),
             segment_start=iso(dates[a]) if n else None,
             baseline_available=base_b - base_a,

@@ -92,8 +92,12 @@ def drift_verdict(dates: np.ndarray, values: np.ndarray, days: np.ndarray,
     if trend.p_value < 0.05 and applied is not None:
         crossing, action_crossing = _crossings(applied, trend, days[-1],
                                            values[-1])
+    means: dict[str, float | None] = {}
     if detected:
         before = values[max(0, onset_idx - opts.drift_window):onset_idx].mean()
+        means = {"mean_before": rounded(before),
+                 "mean_since": rounded(values[onset_idx:].mean()),
+                 "shift": rounded(values[onset_idx:].mean() - before)}
         evidence = (
             f"CUSUM signalled on {iso(dates[signal_idx])} "
             f"({'upward' if direction > 0 else 'downward'}); change estimated "
@@ -114,7 +118,7 @@ def drift_verdict(dates: np.ndarray, values: np.ndarray, days: np.ndarray,
         slope_ci=(rounded(trend.slope_low, 6), rounded(trend.slope_high, 6)),
         trend_p_value=rounded(trend.p_value, 6), projected_crossing=crossing,
         projected_action_crossing=action_crossing, method=method,
-        evidence=evidence,
+        evidence=evidence, trend_points=trend.n, **means,
     )
 
 def persistent_cusum(raw: np.ndarray, opts: AnalysisOptions) -> spc.CusumResult:

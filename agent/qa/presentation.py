@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.qa.comparison import Comparison, GroupSummary
 from agent.qa.result import DriftVerdict, SeriesResult
 
 #: The chat lists at most this many series of an analysis.
@@ -162,14 +163,171 @@ def series_answer(r: SeriesResult) -> str:
 # --- the faces ----------------------------------------------------------------------
 
 
-def analysis_answer(results: list[SeriesResult]) -> str:
-    """The chat's answer to an analysis request (worst first, a few series)."""
+def analysis_answer(results: list[SeriesResult], ask: str = "verdict",
+                    period: str | None = None) -> str:
+    """The chat's answer to an analysis request (worst first, a few series).
+
+    Parameters
+    ----------
+    results : list of SeriesResult
+    ask : str
+        What was asked (``agent.asks.Ask``): the verdict, the onset, the
+        out-of-tolerance days, the projection, the control limits, the
+        capability, the latest value or the count.
+    period : str, optional
+        The period in words ("the last 3 months"); the answer names it and
+        the dates the data cover.
+    """
     if not results:
         return "No series matched."
-    lines = [series_answer(r) for r in results[:MAX_LISTED]]
+    write = ASK_ANSWERS.get(ask, _verdict_answer)
+    lines = [write(r, period) for r in results[:MAX_LISTED]]
     if len(results) > MAX_LISTED:
         lines.append(f"... and {len(results) - MAX_LISTED} more series.")
     return "\n".join(lines)
+
+
+def period_lead(r: SeriesResult, period: str | None = None) -> str:
+    """"TrueBeam2 10X output, the last 3 months (2025-09-01 to 2025-11-30): 91
+    measurements 2025-09-01 to 2025-11-29": what was analysed, in words and
+    dates."""
+    if period:
+        return (f"{spoken_name(r)}, {period}: {r.n} measurements {r.first_date} "
+                f"to {r.last_date}")
+    return f"{spoken_name(r)} ({r.first_date} to {r.last_date}, {r.n} measurements)"
+
+
+def _verdict_answer(r: SeriesResult, period: str | None) -> str:
+    if not period:
+        return series_answer(r)
+    return " ".join((f"{period_lead(r, period)}: status {r.status} "
+                     f"({r.status_reason}).", drift_phrase(r), limits_phrase(r),
+                     tolerance_phrase(r)))
+
+
+def onset_answer(r: SeriesResult, period: str | None = None) -> str:
+    """When the change began: the CUSUM onset, the first signal, the shift."""
+    d = r.drift
+    if not d.detected:
+        return (f"{period_lead(r, period)}: no sustained change, so no onset to "
+                f"give. {d.evidence}")
+    shift = (f"; {d.shift:+g} {r.unit} since (mean {d.mean_before:g} before, "
+             f"{d.mean_since:g} since)" if d.shift is not None else "")
+    return (f"{period_lead(r, period)}: the shift began around {d.onset} (CUSUM "
+            f"onset); first signal {d.signal_date}{shift}.")
+
+
+def out_of_tolerance_answer(r: SeriesResult, period: str | None = None) -> str:
+    """The measurements beyond tolerance, with their values."""
+    lead = period_lead(r, period)
+    t = r.tolerance
+    if t is None:
+        return f"{lead}: {tolerance_phrase(r)}"
+    days = list(zip(r.out_of_tolerance, r.out_of_tolerance_values, strict=False))
+    if not days:
+        return (f"{lead}: none out of tolerance ({limit_text(r)}, {t.source}).")
+    listed = ", ".join(f"{day} ({quantity(v, r.unit)})" for day, v in days[:12])
+    more = f" and {len(days) - 12} more" if len(days) > 12 else ""
+    return (f"{lead}: {len(days)} of {r.n} out of tolerance ({limit_text(r)}, "
+            f"{t.source}): {listed}{more}.")
+
+
+def projection_phrase(r: SeriesResult) -> str:
+    """When the trend reaches tolerance, or why there is no projection."""
+    d, t = r.drift, r.tolerance
+    if t is None:
+        return "No projection: no tolerance row applies."
+    if r.latest_level != "ok":
+        return (f"No projection: the latest value ({quantity(r.latest_value, r.unit)}"
+                f" on {r.last_date}) is already {LEVEL_WORDS[r.latest_level]}.")
+    if d.slope_per_day is None or d.trend_p_value is None \
+            or d.trend_p_value >= 0.05:
+        return (f"No projection: the trend is not significant (Mann-Kendall "
+                f"{p_value_text(d.trend_p_value)}).")
+    if not d.projected_crossing:
+        return (f"No projection: the trend ({d.slope_per_day:g} {r.unit}/day) "
+                "does not approach the tolerance.")
+    bands = t.bands()
+    level = bands["tol_high"] if d.slope_per_day > 0 else bands["tol_low"]
+    text = (f"At {d.slope_per_day:g} {r.unit}/day it reaches {quantity(level, r.unit)}"
+            f" (tolerance) around {d.projected_crossing}")
+    if d.projected_action_crossing:
+        text += f" and the action level around {d.projected_action_crossing}"
+    text += "."
+    if r.out_of_tolerance:
+        text += (f" Earlier, {len(r.out_of_tolerance)} measurement(s) were out of "
+                 f"tolerance (latest {r.out_of_tolerance[-1]}).")
+    return text
+
+
+def projection_answer(r: SeriesResult, period: str | None = None) -> str:
+    """The projection to tolerance, with the period it rests on."""
+    return f"{period_lead(r, period)}: {projection_phrase(r)}"
+
+
+def limits_answer(r: SeriesResult, period: str | None = None) -> str:
+    """The control limits and the baseline they come from."""
+    base = (f" Baseline: {r.baseline.n} points {r.baseline.start} to "
+            f"{r.baseline.end} ({r.baseline.method})." if r.baseline else "")
+    return f"{period_lead(r, period)}: {limits_phrase(r)}{base}"
+
+
+def capability_answer(r: SeriesResult, period: str | None = None) -> str:
+    """The capability against the tolerance."""
+    return f"{period_lead(r, period)}: {capability_phrase(r)}."
+
+
+def latest_answer(r: SeriesResult, period: str | None = None) -> str:
+    """The latest value, its date and level."""
+    return (f"{period_lead(r, period)}: latest {quantity(r.latest_value, r.unit)} "
+            f"on {r.last_date} ({LEVEL_WORDS.get(r.latest_level, r.latest_level)}).")
+
+
+def count_answer(r: SeriesResult, period: str | None = None) -> str:
+    """How many measurements, over which dates."""
+    return (f"{spoken_name(r)}{' ' + period if period else ''}: {r.n} "
+            f"measurements, {r.first_date} to {r.last_date}.")
+
+
+#: What was asked -> the answer that says it (verdict: :func:`_verdict_answer`).
+ASK_ANSWERS = {"verdict": _verdict_answer, "onset": onset_answer,
+               "out_of_tolerance": out_of_tolerance_answer,
+               "projection": projection_answer, "limits": limits_answer,
+               "capability": capability_answer, "latest": latest_answer,
+               "count": count_answer}
+
+
+def comparison_answer(c: Comparison) -> str:
+    """Two groups side by side (a table) and the difference of their means."""
+    a, b = c.groups
+
+    def limits(g: GroupSummary) -> str:
+        return (f"{g.lcl:g} to {g.ucl:g}" if g.lcl is not None and g.ucl is not None
+                else "too few points")
+
+    def verdict(g: GroupSummary) -> str:
+        way = {1: "drift up", -1: "drift down"}.get(g.direction, "drift")
+        return f"{g.status}, {way if g.drift_detected else 'no drift'}"
+
+    rows = [("data", spoken_name(a.model_dump()), spoken_name(b.model_dump())),
+            ("period", f"{a.start} to {a.end}", f"{b.start} to {b.end}"),
+            ("n", str(a.n), str(b.n)),
+            (f"mean ({c.unit})", quantity(a.mean, ""), quantity(b.mean, "")),
+            (f"SD ({c.unit})", quantity(a.sd, ""), quantity(b.sd, "")),
+            ("control limits", limits(a), limits(b)),
+            ("verdict", verdict(a), verdict(b))]
+    table = "\n".join([f"| | {a.label} | {b.label} |", "|---|---|---|",
+                       *(f"| {k} | {x} | {y} |" for k, x, y in rows)])
+    if c.difference is None:
+        diff = "No difference: a group has no measurements."
+    elif c.ci_low is None:
+        diff = (f"Difference (second minus first): {c.difference:+g} {c.unit}; "
+                "too few points or no spread for a confidence interval.")
+    else:
+        diff = (f"Difference (second minus first): {c.difference:+g} {c.unit} "
+                f"(95% CI {c.ci_low:g} to {c.ci_high:g}, Welch "
+                f"{p_value_text(c.p_value)}).")
+    return f"{table}\n\n{diff}"
 
 
 def result_text(r: SeriesResult) -> str:

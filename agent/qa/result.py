@@ -155,6 +155,13 @@ class DriftVerdict(_Part):
     projected_action_crossing: str | None
     method: str
     evidence: str
+    #: Means before the onset (over the drift window) and since it, and the
+    #: shift between them (since minus before); None without a drift.
+    mean_before: float | None = None
+    mean_since: float | None = None
+    shift: float | None = None
+    #: Points the Theil-Sen trend and Mann-Kendall test used.
+    trend_points: int | None = None
 
 
 class ChartSegment(_Part):
@@ -197,6 +204,8 @@ class SeriesResult(BaseModel):
     status_reason: str
     tolerance: ToleranceApplied | None
     out_of_tolerance: list[str]
+    #: The values measured on the ``out_of_tolerance`` dates, in order.
+    out_of_tolerance_values: list[float] = Field(default_factory=list)
     out_of_action: list[str]
     segment_start: str | None
     baseline: Baseline | None
@@ -272,6 +281,7 @@ class SeriesResult(BaseModel):
             "latest_level": self.latest_level,
             "status_reason": self.status_reason,
             "tolerance_row": dumped["tolerance"],
+            "out_of_tolerance_values": self.out_of_tolerance_values,
             "out_of_action": self.out_of_action,
             "segment_start": self.segment_start,
             "baseline": dumped["baseline"],
