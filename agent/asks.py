@@ -43,8 +43,9 @@ _FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bsigma\b")),
     ("capability", re.compile(r"\bcapab\w*|\bcpk\b|\bcp\b|\bcpm\b")),
     ("latest", re.compile(
-        r"\b(latest|last|most recent|newest|current) (value|measurement|reading|"
-        r"result|point)\b|\bwhat (is|was) (it|the \w+) (today|yesterday)\b")),
+        r"\b(latest|most recent|newest|current)\b[^?]{0,40}?\b(value|measurement|"
+        r"reading|result|point)s?\b|\blast (value|measurement|reading|result)\b|"
+        r"\bwhat (is|was) (it|the \w+) (today|yesterday)\b")),
     ("count", re.compile(
         r"\bhow many (measurements|points|values|readings|sessions|results|data)\b|"
         r"\bnumber of (measurements|points|values|readings)\b")),

@@ -91,3 +91,35 @@ def eval_agent(
             out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n")
 
     run_command(body, False)
+
+
+@eval_app.command("requests")
+def eval_requests(
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="also write the scores and failures as JSON to this file")] = None,
+) -> None:
+    """Request understanding per kind: periods, events, onsets, out-of-tolerance
+    days, projections, comparisons, families, clarifying questions, follow-ups.
+
+    Runs on the configured backend over the demo fleet (written to
+    <data_dir>/demo when --data is not given) and eval/agent_requests.yaml.
+    """
+
+    def body() -> None:
+        from agent.config import PROJECT_ROOT
+        from agent.qa.demo import write_demo_fleet
+        from agent.request_eval import evaluate_requests, load_requests
+
+        settings = get_settings()
+        source = data or write_demo_fleet(settings.data_dir / "demo")["data"]
+        agent = build_agent(settings, source)
+        report = evaluate_requests(agent, load_requests(PROJECT_ROOT / "eval"))
+        typer.echo(report.text())
+        if out is not None:
+            import dataclasses
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n")
+
+    run_command(body, False)

@@ -257,6 +257,8 @@ def _data_slots(question: str, found: dict[str, str],
     period = None if pair else period_in(low)
     if period is not None:
         slots["period"] = period
+        if period.kind == "last" and slots.get("ask") == "latest":
+            del slots["ask"]  # "the latest 30 measurements" is a period
     elif "start" in found or "end" in found:
         slots["period"] = PeriodSpec(kind="dates", start=found.get("start"),
                                      end=found.get("end"))

@@ -49,6 +49,12 @@ def control_chart(result: SeriesResult) -> Any:
 
     parts = _chart_parts(result)
     fig = go.Figure()
+    for seg in parts["segments"][1:]:
+        # Each segment after the first starts at a baseline reset (a
+        # recalibration): marked, so "since the recalibration" can be seen.
+        fig.add_vline(x=seg["start"], line_color="purple", line_dash="dash")
+        fig.add_annotation(x=seg["start"], y=1, yref="paper", showarrow=False,
+                           text="baseline reset", font={"color": "purple"})
     for seg in parts["segments"]:
         if seg["baseline"]:
             fig.add_vrect(x0=seg["baseline"][0], x1=seg["baseline"][1],

@@ -128,6 +128,8 @@ def _span_words(kind: str, index: int | str, year: int) -> str:
         return f"Q{index} {year}"
     if kind == "half":
         return f"the {'first' if int(index) == 1 else 'second'} half of {year}"
+    if index == "winter":
+        return f"winter {year - 1}-{str(year)[2:]}"
     return f"{index} {year}"
 
 

@@ -411,8 +411,9 @@ def data_answer(machines: list[dict[str, Any]]) -> str:
 
 
 def chart_title(r: SeriesResult) -> str:
-    """"TrueBeam2 output 10X: WATCH, drift since 2025-09-15"."""
-    title = f"{r.label}: {r.status.upper()}"
+    """"TrueBeam2 output 10X, 2025-09-01 to 2025-11-28: WATCH, drift since
+    2025-09-15" (the dates the chart covers)."""
+    title = f"{r.label}, {r.first_date} to {r.last_date}: {r.status.upper()}"
     if r.drift.detected:
         title += f", drift since {r.drift.onset}"
     return title
