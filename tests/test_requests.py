@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import knowledge_settings
 
 from agent.graph import Agent, Conversation
 from agent.period_words import compared_periods, period_in
 from agent.qa.comparison import compare_groups
-from agent.qa.periods import PeriodSpec, resolve_period
+from agent.qa.periods import resolve_period
 from agent.qa.selection import SelectionError
 from agent.qa.series import SeriesData
 from agent.tools import ToolContext
 from agent.understanding import RequestContext, understand
-from conftest import knowledge_settings
 
 MACHINES = ["TrueBeam1", "TrueBeam2", "Clinac3"]
 
@@ -79,7 +79,7 @@ def test_a_period_without_data_is_said_not_widened():
 
 
 def test_an_event_that_is_not_recorded_is_said():
-    with pytest.raises(SelectionError, match="no recalibration or baseline reset "
+    with pytest.raises(SelectionError, match=r"no recalibration or baseline reset "
                        "in May is recorded .*recorded: 2025-06-02"):
         _dates("since the May recalibration")
     with pytest.raises(SelectionError, match="recorded: none"):
