@@ -6,8 +6,11 @@ questions may be answered by either of those two routes), answer accuracy on
 protocol questions (every ``must_contain`` and one ``any_of`` string in the
 answer), the verdict accuracy of drift requests (the analysed series and its
 drift verdict), the citation rate of protocol answers, the abstention rate
-on out-of-scope and clinical questions, the share of answers holding a
-number found in no tool result or cited passage, and median latency.
+on out-of-scope and clinical questions, the abstention on near-domain
+questions the corpus does not answer (``route: unanswerable``: abstained,
+nothing cited), the share of protocol questions wrongly abstained, the
+share of answers holding a number found in no tool result or cited passage,
+and median latency.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from agent.graph import Agent, unsupported_numbers
 
 KNOWLEDGE_ROUTES = {"protocol", "tolerance"}
 DECLINE_ROUTES = {"clinical", "out_of_scope"}
+#: Near-domain questions the corpus does not answer: any knowledge or decline
+#: route will do, so long as the answer abstains and cites nothing.
+UNANSWERABLE = "unanswerable"
 
 
 @dataclass
@@ -39,6 +45,8 @@ class AgentReport:
     drift_accuracy: float = 0.0
     citation_rate: float = 0.0
     abstention: float = 0.0
+    unanswerable_abstained: float = 0.0
+    wrongly_abstained: float = 0.0
     unsupported_rate: float = 0.0
     median_seconds: float = 0.0
     p95_seconds: float = 0.0
@@ -58,6 +66,8 @@ class AgentReport:
                  f"  drift verdicts right      {self.drift_accuracy:.3f}",
                  f"  citation rate (protocol)  {self.citation_rate:.3f}",
                  f"  abstention (out of scope) {self.abstention:.3f}",
+                 f"  unanswerable abstained    {self.unanswerable_abstained:.3f}",
+                 f"  answerable but abstained  {self.wrongly_abstained:.3f}",
                  f"  unsupported-number rate   {self.unsupported_rate:.3f}",
                  f"  time to full answer       median {self.median_seconds:.1f} s, "
                  f"p95 {self.p95_seconds:.1f} s",
@@ -92,6 +102,7 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     report = AgentReport(agent.backend, agent.model)
     routed = answered = knowledge = cited = declines = declined = 0
     drift_total = drift_right = unsupported = 0
+    unanswerable = unanswerable_abstained = wrongly_abstained = 0
     seconds: list[float] = []
     for item in items[:limit]:
         # First output: the first streamed token of the answer; an answer
@@ -113,7 +124,9 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
             "streamed": bool(first_token)})
         route = item["route"]
         intent = doc["intent"]
-        ok_route = (intent in KNOWLEDGE_ROUTES if route in KNOWLEDGE_ROUTES
+        ok_route = (intent in KNOWLEDGE_ROUTES | DECLINE_ROUTES
+                    if route == UNANSWERABLE
+                    else intent in KNOWLEDGE_ROUTES if route in KNOWLEDGE_ROUTES
                     else intent in DECLINE_ROUTES if route in DECLINE_ROUTES
                     else intent == route)
         routed += ok_route
@@ -135,9 +148,17 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
                      or any(_squash(s) in body for s in item["any_of"]))
             answered += right
             cited += bool(doc["citations"])
+            wrongly_abstained += doc["abstained"]
             if not right:
                 report.failures.append({"id": item["id"], "why": "answer lacks "
                                         f"{item.get('must_contain')}: "
+                                        + doc["answer"][:120]})
+        elif route == UNANSWERABLE:
+            unanswerable += 1
+            good = doc["abstained"] and not doc["citations"]
+            unanswerable_abstained += good
+            if not good:
+                report.failures.append({"id": item["id"], "why": "not abstained: "
                                         + doc["answer"][:120]})
         elif route in DECLINE_ROUTES:
             declines += 1
@@ -163,6 +184,9 @@ def evaluate_agent(agent: Agent, items: list[dict[str, Any]],
     report.answer_accuracy = answered / knowledge if knowledge else 0.0
     report.citation_rate = cited / knowledge if knowledge else 0.0
     report.abstention = declined / declines if declines else 0.0
+    report.unanswerable_abstained = (unanswerable_abstained / unanswerable
+                                     if unanswerable else 0.0)
+    report.wrongly_abstained = wrongly_abstained / knowledge if knowledge else 0.0
     report.drift_accuracy = drift_right / drift_total if drift_total else 0.0
     report.unsupported_rate = unsupported / n if n else 0.0
     report.median_seconds = statistics.median(seconds) if seconds else 0.0

@@ -29,6 +29,28 @@ NOT_FOUND = ("The protocols I have do not answer this, so I will not guess. "
              "Add the relevant document to the knowledge base, or rephrase.")
 
 
+def abstention(nearby: tuple[str, ...] | list[str]) -> str:
+    """The answer when no passage states what was asked (``abstained: true``).
+
+    Parameters
+    ----------
+    nearby : sequence of str
+        "file, section" of passages found near the question; they are listed
+        as what the documents cover instead, marked as not an answer, never
+        quoted and never cited.
+
+    Returns
+    -------
+    str
+        :data:`NOT_FOUND`, then the nearby places when there are any.
+    """
+    places = list(dict.fromkeys(nearby))[:3]
+    if not places:
+        return NOT_FOUND
+    return (f"{NOT_FOUND} Not an answer, only what the documents cover nearby: "
+            + "; ".join(places) + ".")
+
+
 def answer_from_passages(passages: list[dict[str, Any]]) -> str:
     """The fallback: the best passage quoted with its citation.
 

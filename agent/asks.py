@@ -25,11 +25,14 @@ _FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bwhen did (it|that|this|the \w+|they)\b[^?]*\b(start|begin|began|happen"
         r"|occur|appear|shift|change|drift)\w*|\bsince when\b|\bonset\b|"
         r"\bwhen (did|was) (the )?(shift|drift|change|step|trend)\b|"
-        r"\bwhen (did|was) it (first )?(start|begin)")),
+        r"\bwhen (did|was) it (first )?(start|begin)|"
+        r"\b(at )?what (date|day|point|time) did\b|"
+        r"\bwhen did [^?]*\b(step|drop|jump|rise|fall|go up|go down|move|"
+        r"creep|start|begin)\w*")),
     ("projection", re.compile(
         r"\bwhen will\b|\bprojected?\b|\bprojection\b|\bhow long (until|before|till)"
         r"|\bwill it (reach|hit|exceed|cross|go out|fail)|\bforecast\w*|"
-        r"\b(reach|hit|cross)\w* (the )?(tolerance|action)")),
+        r"\b(reach|hit|cross)\w* (the |its |their )?(tolerance|action|limit)")),
     ("out_of_tolerance", re.compile(
         r"\b(which|what) (days?|dates?|measurements?|values?|points?|sessions?)\b"
         r"[^?]*\b(out|outside|beyond|over|exceed\w*|fail\w*)\b|"
@@ -37,7 +40,9 @@ _FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bdays? (were |was )?(out|outside|beyond)\b|"
         r"\bhow many (days|times|measurements)\b[^?]*\b(out|beyond|outside|exceed"
         r"\w*|fail\w*)\b|\bany (days|measurements|values) (out|beyond|outside)\b|"
-        r"\bwhen was it out\b|\bfail(ed|ures?)\b")),
+        r"\bwhen was it out\b|\bfail(ed|ures?)\b|"
+        r"\b(fall|fell|go|went|were|was|been|gone|drift\w*)\s+(outside|out of|beyond)"
+        r"\b")),
     ("limits", re.compile(
         r"\bcontrol limits?\b|\b(ucl|lcl)\b|\bcentre ?line\b|\bcenter ?line\b|"
         r"\bsigma\b")),
@@ -47,7 +52,8 @@ _FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"reading|result|point)s?\b|\blast (value|measurement|reading|result)\b|"
         r"\bwhat (is|was) (it|the \w+) (today|yesterday)\b")),
     ("count", re.compile(
-        r"\bhow many (measurements|points|values|readings|sessions|results|data)\b|"
+        r"\bhow many (\w+ ){0,3}(measurements|points|values|readings|sessions|"
+        r"results|data)\b|"
         r"\bnumber of (measurements|points|values|readings)\b")),
 )
 

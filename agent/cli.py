@@ -31,6 +31,7 @@ from agent.cli_common import (
     say,
 )
 from agent.cli_eval import eval_app
+from agent.cli_image import image_app
 from agent.config import get_settings
 from agent.engine import QAEngine
 from agent.qa.importers import RowError
@@ -39,6 +40,7 @@ from agent.qa.selection import check_dates
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(image_app, name="image")
 
 
 @app.command()

@@ -93,7 +93,9 @@ def data_calls(route: Route, request: Request | None, call: Call) -> None:
         except PeriodUnavailable:
             continue
         period.pop("words", None)
-        call("analyze_series", selection | period | {"ask": ask})
+        kind = {"energy_kind": request.energy_kind} if request.energy_kind and \
+            not selection.get("energy") else {}
+        call("analyze_series", selection | period | kind | {"ask": ask})
 
 
 __all__ = ["data_calls"]

@@ -6,7 +6,8 @@ database engine, the tolerance tables, the protocol searcher and a series
 cache with one :meth:`QAEngine.invalidate`, and offers the typed operations:
 :meth:`select`, :meth:`analyse`, :meth:`period`, :meth:`compare`,
 :meth:`fleet`, :meth:`data_on_hand`,
-:meth:`tolerance`, :meth:`search`, :meth:`import_file` and :meth:`report`.
+:meth:`tolerance`, :meth:`search`, :meth:`import_file`, :meth:`analyse_images`
+(image QA through pylinac) and :meth:`report`.
 Every face is a short adapter over these, so a request means the same series,
 the same options and the same order everywhere (``docs/architecture.md``).
 """
@@ -37,6 +38,7 @@ from agent.vocabulary import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from agent.qa.imaging import ImageRun
     from agent.qa.report import QAReport
 
 NOTHING_ON_HAND = ("no measurements on hand: import a file with 'qa-agent import "
@@ -215,10 +217,23 @@ class QAEngine:
 
     def analyse(self, machine: str | None = None, test: str | None = None,
                 energy: str | None = None, start: str | None = None,
-                end: str | None = None, options: AnalysisOptions | None = None
-                ) -> AnalysisRun:
-        """Tolerance, control chart and drift verdict of the selected series."""
+                end: str | None = None, options: AnalysisOptions | None = None,
+                energy_kind: str | None = None) -> AnalysisRun:
+        """Tolerance, control chart and drift verdict of the selected series.
+
+        ``energy_kind`` ("photon", "electron" or "FFF") keeps the series of
+        that kind of beam only ("the electron outputs").
+        """
         series, errors = self.select(machine, test, energy, start, end)
+        if energy_kind:
+            kept = [s for s in series if s.energy and (
+                s.energy.endswith("FFF") if energy_kind == "FFF"
+                else beam_type(s.energy) == energy_kind)]
+            if not kept:
+                raise SelectionError(
+                    f"no {energy_kind} series among "
+                    + ", ".join(" ".join(p for p in s.key if p) for s in series[:8]))
+            series = kept
         opts = options or self.options()
         # A series that cannot be analysed is listed in errors; the rest go on.
         results, failed = analyze_each(series, self.tables, opts)
@@ -367,6 +382,24 @@ class QAEngine:
         report = self.store.import_result(result, digest)
         self.invalidate(data=True, knowledge=False)
         return report
+
+    def analyse_images(self, kind: str, source: Any, machine: str,
+                       date: str | None = None, energy: str | None = None,
+                       store: bool = True, **parameters: Any) -> ImageRun:
+        """Analyse an image set with pylinac and store its metrics (idempotent).
+
+        ``kind`` is ``wl``, ``picketfence``, ``starshot`` or ``field``;
+        ``source`` a DICOM folder, a zip or files. Raises ``ImageError``
+        (a user error; nothing stored) for unusable images.
+        """
+        from agent.qa.imaging import analyse_images
+
+        known = sorted(set(self.tables.machines) | set(self.store.machines()))
+        run = analyse_images(kind, source, canonical_machine(machine, known),
+                             self.read_options(), self.store if store else None,
+                             date, energy, **parameters)
+        self.invalidate(data=True, knowledge=False)
+        return run
 
     def report(self, machine: str, start: str | None = None,
                end: str | None = None) -> QAReport:

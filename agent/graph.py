@@ -26,7 +26,6 @@ citation checks in :mod:`agent.verification`, the prompts in
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from agent.answers import (
     NOT_FOUND,
     OUT_OF_SCOPE_REPLY,
     SMALL_TALK_REPLY,
+    abstention,
     answer_from_passages,
     answer_from_tolerance,
     answer_from_tool,
@@ -47,7 +47,8 @@ from agent.answers import (
 from agent.data_answers import answer_from_calls
 from agent.data_calls import data_calls
 from agent.errors import QAAgentError, ServiceError
-from agent.prompts import ANSWER_PROMPT, RETRY_NOTE, REWRITE_PROMPT, ROUTER_PROMPT
+from agent.extraction import Extract, Lexicon, extract, worded
+from agent.prompts import ANSWER_PROMPT, REWRITE_PROMPT, ROUTER_PROMPT, SPAN_PROMPT
 from agent.qa.selection import SelectionError
 from agent.tools import ToolContext, run_tool
 from agent.understanding import (
@@ -65,6 +66,7 @@ from agent.verification import (
     cited_numbers,
     evidence_text,
     numbers_in,
+    unbound_numbers,
     unsupported_numbers,
 )
 
@@ -340,6 +342,9 @@ class Agent:
 
         route = state["route"]
         question = state["question"]
+        request = state.get("request")
+        if request is not None and request.clarification:
+            return {"tool_calls": state["tool_calls"], "passages": []}
         if route.intent in ("protocol", "tolerance"):
             if route.intent == "tolerance" and route.test:
                 call("lookup_tolerance", {
@@ -354,8 +359,7 @@ class Agent:
                     found = call("search_protocols", {"query": rewritten})
                     passages = found.get("results", [])
             state["passages"] = passages
-        elif route.intent == "analysis" and not (
-                state.get("request") and state["request"].clarification):
+        elif route.intent == "analysis":
             data_calls(route, state.get("request"), call)
         elif route.intent == "fleet":
             call("fleet_overview", {"machine": route.machine})
@@ -393,6 +397,7 @@ class Agent:
         if route.intent in ("analysis", "fleet", "data"):
             return self._final(answer_from_calls(state["tool_calls"]), attempts)
         passages = state.get("passages", [])
+        written = ""
         if route.intent == "tolerance":
             # The tolerance table answers when no passage is relevant, or when
             # the best passages state one of its rows; when they are about
@@ -404,45 +409,39 @@ class Agent:
                 return self._final(written, attempts)
         if not passages:
             return self._final(NOT_FOUND, attempts, abstained=True)
-        return self._final(self._write(state, attempts,
-                                       _call_of(config)["on_token"]), attempts)
+        found = extract(state["question"], passages, Lexicon.of(self.ctx.searcher))
+        if found.abstained:  # the table's row stands, though no passage states it
+            return (self._final(written, attempts) if written else
+                    self._final(abstention(found.nearby), attempts, abstained=True))
+        return self._final(self._write(state, found, _call_of(config)["on_token"]),
+                           attempts)
 
-    def _write(self, state: AgentState, attempts: int,
+    def _write(self, state: AgentState, found: Extract,
                on_token: Callable[[str], None] | None) -> str:
+        """Extract first (streamed at once), then the model's one sentence from
+        the spans alone, kept when the spans it cites state its numbers."""
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        numbered = "\n".join(
-            f"[{n}] ({p['source']}, {p['section']}) {p['text']}"
-            for n, p in enumerate(state["passages"], start=1))
-        system = ANSWER_PROMPT.format(passages=numbered)
-        if attempts > 1:
-            system += RETRY_NOTE
-        messages = [SystemMessage(system), HumanMessage(state["question"])]
+        shown = found.text()
+        if on_token:
+            on_token(shown)
         if self.llm is None:
-            raise self._model_down()
+            return shown
+        messages = [SystemMessage(SPAN_PROMPT.format(spans=found.numbered())),
+                    HumanMessage(state["question"])]
         text = ""
         try:
-            for chunk in self.llm.stream(messages):
+            for chunk in self.llm.stream(messages, stop=["\n"]):
                 piece = str(chunk.content)
-                text += piece
                 if on_token and piece:
-                    on_token(piece)
+                    on_token(("\n\n" if not text else "") + piece)
+                text += piece
         except Exception as exc:  # the server went away mid-answer
             raise self._model_down(exc) from exc
-        text = text.strip()
-        if "do not answer" in text:
-            # The calibrated gate found relevant passages; a small model that
-            # still says no gets the best passage quoted instead.
-            return answer_from_passages(state["passages"])
-        if not re.search(r"\[\d+\]", text):
-            # A small model often forgets the marker: cite the passage that
-            # shares most of the answer's numbers and words.
-            n = best_source(text, state["passages"])
-            if n:
-                text += f" [{n}]"
-                if on_token:
-                    on_token(f" [{n}]")
-        return text
+        sentence = worded(text, found)
+        if not sentence or unbound_numbers(sentence, found.cited()):
+            return shown
+        return f"{shown}\n\n{sentence}"
 
     def _final(self, answer: str, attempts: int, abstained: bool = False) -> AgentState:
         return {"answer": answer, "attempts": attempts, "abstained": abstained}
@@ -456,9 +455,15 @@ class Agent:
         bad = unsupported_numbers(state["answer"], self._evidence(state))
         if not bad:
             return {"notes": [*notes, "verified"]}
+        if state.get("passages"):  # never "the closest passage"
+            found = extract(state["question"], state["passages"],
+                            Lexicon.of(self.ctx.searcher))
+            return {"answer": found.text() or abstention(found.nearby),
+                    "abstained": found.abstained,
+                    "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
         if state.get("attempts", 0) == 1:
             return {"notes": [*notes, "regenerate"]}
-        return {"answer": answer_from_passages(state.get("passages", [])),
+        return {"answer": NOT_FOUND, "abstained": True,
                 "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
 
 

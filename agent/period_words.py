@@ -32,8 +32,9 @@ _UNITS = {"day": "day", "days": "day", "week": "week", "weeks": "week",
           "points": "measurement", "point": "measurement", "values": "measurement",
           "readings": "measurement", "sessions": "measurement",
           "results": "measurement"}
-_EVENT = (r"(?:recalibration|re-calibration|calibration|baseline reset|"
-          r"reset|new baseline|rebaseline|re-baseline)")
+_EVENT = (r"(?:recalibration|re-calibration|calibration|recal|baseline reset|"
+          r"reset|new baseline|rebaseline|re-baseline|(?:it|they) (?:was|were) "
+          r"(?:re-?calibrated|reset|re-?baselined)|being recalibrated)")
 
 _LAST_N = re.compile(r"\b(?:last|past|previous|recent|latest)\s+" + _COUNT + r"\s+("
                      + "|".join(_UNITS) + r")\b")
@@ -64,8 +65,15 @@ _SINCE_EVENT = re.compile(r"\b(since|after|following)\s+(?:the\s+|our\s+|its\s+)
 _BEFORE_EVENT = re.compile(r"\b(before|prior to|up to|until)\s+(?:the\s+|our\s+|"
                            r"its\s+)?(?:last\s+|latest\s+|most recent\s+|(" + _MONTH
                            + r")\s+)?" + _EVENT + r"\b")
-_BEFORE_AND_AFTER = re.compile(r"\bbefore\s+and\s+after\s+(?:the\s+|our\s+)?(?:("
-                               + _MONTH + r")\s+)?" + _EVENT + r"\b")
+_BEFORE_AND_AFTER = re.compile(
+    r"\b(?:before\s+and\s+after|pre[- ]?\s*(?:and|versus|vs\.?|or|/)\s*post)"
+    r"[- ]?\s*(?:the\s+|our\s+)?(?:(" + _MONTH + r")\s+)?" + _EVENT + r"\b")
+#: "since July", "from March" (no year: the most recent one with data).
+_SINCE_MONTH = re.compile(r"\b(?:since|from|after|starting)\s+(?:the\s+start\s+of\s+|"
+                          r"early\s+)?(" + _MONTH + r")\b(?!\s+\d)")
+_COMPARING = re.compile(r"\b(compar\w*|versus|vs\.?|difference|differ\w*|against)\b")
+_BARE_YEARS = re.compile(r"\b(20\d\d)\b\s*(?:vs\.?|versus|and|with|to|against)\s*"
+                         r"(?:in\s+)?\b(20\d\d)\b")
 _COMPARE_MONTHS = re.compile(
     r"\b(?:compare|comparing|between|versus|vs\.?)?\s*(?:in\s+)?(" + _MONTH
     + r")(?:\s+(20\d\d))?\s+(?:with|to|and|against|versus|vs\.?)\s+(?:in\s+)?("
@@ -132,6 +140,9 @@ def period_in(low: str) -> PeriodSpec | None:
         return _event_spec("since_event", m.group(2), m.group(0))
     if m := _BEFORE_EVENT.search(low):
         return _event_spec("before_event", m.group(2), m.group(0))
+    if m := _SINCE_MONTH.search(low):
+        return PeriodSpec(kind="dates", words=m.group(0),
+                          start=_date(None, _month(m.group(1)), 1))
     if m := _LAST_N.search(low):
         return PeriodSpec(kind="last", words=m.group(0), count=_count(m.group(1)),
                           unit=_UNITS[m.group(2)])
@@ -165,19 +176,34 @@ def period_in(low: str) -> PeriodSpec | None:
 def compared_periods(low: str) -> tuple[PeriodSpec, PeriodSpec] | None:
     """Two periods of one series to compare, or None.
 
-    "before and after the recalibration", "compare January with June",
-    "March 2025 vs June 2025".
+    "before and after the recalibration", "pre- vs post-recal", "compare
+    January with June", "Q1 2025 against Q3 2025", "2024 vs 2025", "between
+    the spring and the autumn": with a word of comparison, the first two
+    periods the words name.
     """
     if m := _BEFORE_AND_AFTER.search(low):
         return (_event_spec("before_event", m.group(1), "before the recalibration"),
                 _event_spec("since_event", m.group(1), "since the recalibration"))
-    m = _COMPARE_MONTHS.search(low)
-    if m and (re.search(r"\b(compar\w*|versus|vs\.?|difference|against)\b", low)):
+    if not _COMPARING.search(low):
+        return None
+    if m := _BARE_YEARS.search(low):
+        return (PeriodSpec(kind="year", words=m.group(1), year=int(m.group(1))),
+                PeriodSpec(kind="year", words=m.group(2), year=int(m.group(2))))
+    if m := _COMPARE_MONTHS.search(low):
         return (PeriodSpec(kind="month", words=m.group(1), index=_month(m.group(1)),
                            year=_year(m.group(2))),
                 PeriodSpec(kind="month", words=m.group(3), index=_month(m.group(3)),
                            year=_year(m.group(4))))
-    return None
+    first = period_in(low)
+    if first is None or not first.words:
+        return None
+    rest = low.replace(first.words, " ", 1)
+    second = period_in(rest)
+    if second is None:
+        return None
+    if first.year is None and second.year is not None and first.kind == second.kind:
+        first = first.model_copy(update={"year": second.year})  # "H1 and H2 2025"
+    return first, second
 
 
 __all__ = ["SEASONS", "compared_periods", "period_in"]

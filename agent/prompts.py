@@ -41,6 +41,19 @@ Passages:
 {passages}
 """
 
+#: The one-sentence wording of an extract (issue 14, "extract first"): the
+#: model sees only the spans code found, never the other passages.
+SPAN_PROMPT = """You word answers for medical physicists from quoted protocol \
+text. Reply with ONE sentence that answers the question from the quoted text \
+below. Give every value the question asks for, each number with its unit \
+exactly as the text writes it (never convert units, never add numbers), and \
+put the marker of the quote you use, such as [1], right after its values. If \
+the quoted text does not answer the question, reply NONE.
+
+Quoted text:
+{spans}
+"""
+
 #: Added to :data:`ANSWER_PROMPT` when the first answer failed the number check.
 RETRY_NOTE = ("\nYour previous answer contained numbers that are not in "
               "the passages. Use only numbers that appear in them.")
@@ -50,4 +63,5 @@ REWRITE_PROMPT = (
     "Rewrite the question as a short keyword search query for linac QA "
     "protocols (TG-142, TG-218, MPPG 9.a). Reply with the query only.")
 
-__all__ = ["ANSWER_PROMPT", "RETRY_NOTE", "REWRITE_PROMPT", "ROUTER_PROMPT"]
+__all__ = ["ANSWER_PROMPT", "RETRY_NOTE", "REWRITE_PROMPT", "ROUTER_PROMPT",
+           "SPAN_PROMPT"]

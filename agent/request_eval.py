@@ -65,7 +65,11 @@ def load_requests(folder: Path) -> list[dict[str, Any]]:
     return yaml.safe_load((folder / "agent_requests.yaml").read_text())["requests"]
 
 
-def _near(got: str | None, want: str | None) -> bool:
+def _near(got: str | None, want: str | None, edge: str | None = None) -> bool:
+    """Within :data:`DAYS_ALLOWED` days; an expected open end (None) is met by
+    an open end or by the data's own first/last date (``edge``)."""
+    if want is None:
+        want = edge if got is not None else None
     if want is None or got is None:
         return want is None and got is None
     gap = date.fromisoformat(got[:10]) - date.fromisoformat(want[:10])
@@ -87,8 +91,10 @@ def _check_analysis(calls: list[dict[str, Any]], expect: dict[str, Any]) -> str:
     if set(got) != set(want):
         return f"analysed {sorted(got)[:4]}, expected {want}"
     for c in runs:
-        if not (_near(c["args"].get("start"), expect.get("start"))
-                and _near(c["args"].get("end"), expect.get("end"))):
+        first = min(s["details"]["first_date"] for s in c["result"]["series"])
+        last = max(s["details"]["last_date"] for s in c["result"]["series"])
+        if not (_near(c["args"].get("start"), expect.get("start"), first)
+                and _near(c["args"].get("end"), expect.get("end"), last)):
             return (f"period {c['args'].get('start')}..{c['args'].get('end')}, "
                     f"expected {expect.get('start')}..{expect.get('end')}")
         if c["args"].get("ask", "verdict") != expect.get("ask", "verdict"):
@@ -115,8 +121,11 @@ def _check(doc: dict[str, Any], expect: dict[str, Any]) -> str:
         want = [tuple(s) for s in expect["series"]]
         if got != want:
             return f"compared {got}, expected {want}"
-        for g, (start, end) in zip(groups, expect["periods"], strict=True):
-            if not (_near(g.get("start"), start) and _near(g.get("end"), end)):
+        summaries = runs[-1]["result"]["comparison"]["groups"]
+        for g, s, (start, end) in zip(groups, summaries, expect["periods"],
+                                      strict=True):
+            if not (_near(g.get("start"), start, s["start"])
+                    and _near(g.get("end"), end, s["end"])):
                 return f"group period {g.get('start')}..{g.get('end')}, expected " \
                        f"{start}..{end}"
         return ""

@@ -55,6 +55,8 @@ class AnalyzeArgs(BaseModel):
     energy: str | None = None
     start: str | None = Field(default=None, description="YYYY-MM-DD")
     end: str | None = Field(default=None, description="YYYY-MM-DD")
+    energy_kind: Literal["photon", "electron", "FFF"] | None = Field(
+        default=None, description="only series of this kind of beam")
     ask: Ask = Field(default="verdict", description="what the answer says")
     period_words: str | None = Field(
         default=None, description="the period as the question named it")
@@ -170,7 +172,7 @@ def analyze_series(ctx: ToolContext, args: AnalyzeArgs) -> dict[str, Any]:
     conversations sharing a context cannot get each other's charts.
     """
     run = ctx.engine.analyse(args.machine, args.test, args.energy, args.start,
-                             args.end)
+                             args.end, energy_kind=args.energy_kind)
     for r in run.results:
         ctx.charts[chart_key(*r.key, args.start, args.end)] = r
     return run.document(details=True)

@@ -17,22 +17,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent.asks import Ask, ask_in
+from agent.mentions import ambiguous_machine, machines_named, mentions
 from agent.period_words import compared_periods, period_in
 from agent.qa.periods import PeriodSpec
 from agent.vocabulary import (
-    END_WORDS,
-    MONTHS,
     QUESTION_ENERGY,
-    START_WORDS,
     Frequency,
     MachineClass,
-    alias_patterns,
-    beam_in,
     canonical_energy,
-    canonical_machine,
-    energy_in,
-    frequency_word_in,
-    machine_class_in,
 )
 
 Intent = Literal["protocol", "tolerance", "analysis", "fleet", "data", "small_talk",
@@ -98,6 +90,9 @@ class Request(BaseModel):
     #: ("compare TrueBeam1 and TrueBeam2", "the 6X and 10X output").
     machines: list[str] = Field(default_factory=list)
     energies: list[str] = Field(default_factory=list)
+    #: A kind of beam instead of one energy ("the electron outputs", "all
+    #: FFF outputs").
+    energy_kind: Literal["photon", "electron", "FFF"] | None = None
     #: A short question back when a name fits several on hand ("TrueBeam").
     clarification: str | None = None
 
@@ -180,14 +175,6 @@ _TOLERANCE_WORDS = re.compile(
     r"\btol[a-z]*\b|\blimits?\b|how (far|much|accurate|close)|\bwithin\b|"
     r"how many (degrees|mm|millimet|percent)|allowed|acceptable|\bbe off\b",
     re.IGNORECASE)
-_WRITTEN_DATE = re.compile(
-    r"\b(" + "|".join(START_WORDS + END_WORDS) + r")\s+"
-    r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+)?(" + "|".join(MONTHS) + r")\s+(20\d\d)\b")
-
-#: Test names and aliases, longest first, as compiled patterns (built once).
-_TEST_PATTERNS = alias_patterns()
-
-
 def understand(question: str, context: RequestContext) -> Request:
     """Understand a request by rule, without a model or an index.
 
@@ -223,10 +210,11 @@ def understand(question: str, context: RequestContext) -> Request:
     if follow is not None:
         return follow.model_copy(update=flags)
     names = {k: v for k, v in found.items() if k in NAME_FIELDS}
-    ambiguous = (_ambiguous_machine(question.lower(), context.machines)
+    ambiguous = (ambiguous_machine(question.lower(), context.machines)
                  if "machine" not in names else [])
     ruled = rule_intent(question, names | ({"machine": "?"} if ambiguous else {}))
-    if ruled is None and _is_family(question, names):
+    if ruled is None and _is_family(question, names) and not (
+            _is_tolerance_lookup(question, names) and not extra.get("ask")):
         ruled = "analysis"
     if ruled is not None:
         request = Request(intent=ruled, **flags, **extra).model_copy(update=names)
@@ -262,7 +250,12 @@ def _data_slots(question: str, found: dict[str, str],
     elif "start" in found or "end" in found:
         slots["period"] = PeriodSpec(kind="dates", start=found.get("start"),
                                      end=found.get("end"))
-    every_machine = _machines_named(low, machines)
+    if "energy" not in found:
+        if re.search(r"\bfff\b", low):
+            slots["energy_kind"] = "FFF"
+        elif found.get("beam"):
+            slots["energy_kind"] = found["beam"]
+    every_machine = machines_named(low, machines)
     if len(every_machine) > 1:
         slots["machines"] = every_machine
     energies = list(dict.fromkeys(
@@ -297,9 +290,19 @@ def _follow_up(question: str, found: dict[str, str], extra: dict[str, object],
     before = context.previous_request
     kept: dict[str, object] = {}
     if before is not None and previous.intent == "analysis":
-        kept = {"ask": before.ask, "period": before.period}
+        kept = {"ask": before.ask, "period": before.period,
+                "compare_periods": before.compare_periods,
+                "energy_kind": before.energy_kind}
         if "start" in found or "end" in found:
             kept["period"] = None
+        # "compare TB1 and TB2 6X output" then "and for 10 MV?": the same two
+        # machines at the new energy (and the other way round).
+        if before.machines and "machine" not in found:
+            kept["machines"] = before.machines
+        if before.energies and "energy" not in found:
+            kept["energies"] = before.energies
+        if "energy" in found:
+            kept["energy_kind"] = None
     if "start" not in found and "end" not in found:
         names.pop("start", None)
         names.pop("end", None)
@@ -310,126 +313,15 @@ def _follow_up(question: str, found: dict[str, str], extra: dict[str, object],
                    **(kept | extra)).model_copy(update=names)
 
 
-def _machines_named(low: str, machines: list[str]) -> list[str]:
-    """Every known machine the words name, in order ("TB1 and TB2")."""
-    tokens = re.findall(r"[a-z0-9]+", low)
-    named: list[str] = []
-    for size in (3, 2, 1):
-        for i in range(len(tokens) - size + 1):
-            name = canonical_machine(" ".join(tokens[i:i + size]), machines)
-            if name in machines and name not in named:
-                named.append(name)
-    order = {m: low.replace(" ", "").find(m.lower()) for m in named}
-    return sorted(named, key=lambda m: (order[m] < 0, order[m]))
-
-
-def _ambiguous_machine(low: str, machines: list[str]) -> list[str]:
-    """The machines a word fits when it names the model but not which one.
-
-    "TrueBeam" with TrueBeam1 and TrueBeam2 on hand; a word that fits one
-    machine only is that machine (found by :func:`mentions`).
-    """
-    stems: dict[str, list[str]] = {}
-    for m in machines:
-        stem = re.sub(r"[\s_\-]*\d+$", "", m).lower().replace(" ", "")
-        if len(stem) >= 4:
-            stems.setdefault(stem, []).append(m)
-    tokens = re.findall(r"[a-z]+", low)
-    for size in (2, 1):
-        for i in range(len(tokens) - size + 1):
-            key = "".join(tokens[i:i + size])
-            if len(stems.get(key, ())) > 1:
-                return sorted(stems[key])
-    return []
-
-
-_FAMILY = re.compile(r"\b(all|every|each)\b|\b\w+'s\b", re.IGNORECASE)
-
-
+_FAMILY = re.compile(r"\b(all|every|each)\b(?!\s+(day|week|month|year|morning|"
+                     r"time|quarter|shift))", re.IGNORECASE)
 def _is_family(question: str, names: dict[str, str]) -> bool:
-    """"all 6X outputs", "every machine's lasers": a test across machines."""
-    return "test" in names and bool(_FAMILY.search(question)) and bool(
-        _ANALYSIS_WORDS.search(question) or _ANYTHING.search(question)
-        or re.search(r"\b(show|list|give)\b", question, re.IGNORECASE))
+    """"all 6X outputs", "every machine's lasers": a test across machines.
 
-
-def mentions(question: str, machines: list[str]) -> dict[str, str]:
-    """Machines, tests, energies and frequencies named in a question, by rule.
-
-    More reliable than a small model for names: "truebeam 2", "TB2", "10 MV",
-    "flatness", "lasers", "monthly".
-
-    Parameters
-    ----------
-    question : str
-        The user's words.
-    machines : list of str
-        The machine names on hand.
-
-    Returns
-    -------
-    dict of str to str
-        The names found: any of energy, machine, test, frequency, beam,
-        machine_class, start and end (YYYY-MM-DD).
-    """
-    found: dict[str, str] = {}
-    low = question.lower()
-    # Energy: "6X", "6 MV", "10 MV FFF", "9 MeV", "6E".
-    energy = energy_in(low)
-    if energy:
-        found["energy"] = energy
-    machine = _machine_in(low, machines)
-    if machine:
-        found["machine"] = machine
-    # Test: the longest alias or canonical name found in the question.
-    # The test named first is the subject ("ODI tolerance at isocentre");
-    # at one place the longest alias wins ("output factors" over "output").
-    hits = [(m.start(), -len(m.group(0)), test) for pattern, test in _TEST_PATTERNS
-            if (m := pattern.search(low))]
-    if hits:
-        found["test"] = min(hits)[2]
-    frequency = frequency_word_in(low)
-    if frequency:
-        found["frequency"] = frequency
-    beam = beam_in(low) if "energy" not in found else None
-    if beam:
-        found["beam"] = beam
-    machine_class = machine_class_in(low)
-    if machine_class:
-        found["machine_class"] = machine_class
-    dates = re.findall(r"\b(20\d\d-\d\d-\d\d)\b", question)
-    if dates:
-        found["start"] = dates[0]
-        if len(dates) > 1:
-            found["end"] = dates[1]
-    else:
-        found.update(_written_dates(low))
-    return found
-
-
-def _machine_in(low: str, machines: list[str]) -> str | None:
-    """The known machine named by a window of one to three words, longest first."""
-    tokens = re.findall(r"[a-z0-9]+", low)
-    for size in (3, 2, 1):
-        for i in range(len(tokens) - size + 1):
-            candidate = " ".join(tokens[i:i + size])
-            name = canonical_machine(candidate, machines)
-            if name in machines:
-                return name
-    return None
-
-
-def _written_dates(low: str) -> dict[str, str]:
-    """"since January 2025" -> start 2025-01-01; "up to 1 March 2025" -> end."""
-    found: dict[str, str] = {}
-    for word, day, month, year in _WRITTEN_DATE.findall(low):
-        date = f"{year}-{MONTHS[month]:02d}-{int(day or 1):02d}"
-        key = "start" if word in START_WORDS else "end"
-        found.setdefault(key, date)
-    year = re.search(r"\b(?:in|during|over|for)\s+(20\d\d)\b(?!-)", low)
-    if year and not found:
-        found = {"start": f"{year.group(1)}-01-01", "end": f"{year.group(1)}-12-31"}
-    return found
+    Not when a frequency or machine class is named ("each month on an IMRT
+    machine" is a protocol question)."""
+    return "test" in names and bool(_FAMILY.search(question)) and not (
+        {"frequency", "machine_class"} & set(names))
 
 
 def _is_small_talk(question: str) -> bool:
@@ -466,6 +358,11 @@ def rule_intent(question: str, found: dict[str, str]) -> str | None:
         return "out_of_scope"
     if _is_small_talk(question):
         return "small_talk"
+    if "machine" in found and ("test" in found or "energy" in found) and ask_in(
+            question.lower()) not in (None, "verdict"):
+        # "which measurements failed", "when will it reach tolerance?": about
+        # the data, whatever the words "measurements" or "tolerance" say.
+        return "analysis"
     if _DATA_WORDS.search(question):
         return "data"
     if _FLEET_WORDS.search(question) and "test" not in found:

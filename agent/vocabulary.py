@@ -275,6 +275,48 @@ TESTS = _TestTable(TESTS | MPC_TESTS)
 TEST_ALIASES |= MPC_ALIASES
 # --- end of the MPC block ---------------------------------------------------
 
+# --- Image QA through pylinac (agent/qa/imaging): the numbers each analysis stores
+IMAGE_TESTS: dict[str, tuple[str, str]] = {
+    "wl_max_cax_bb": ("Winston-Lutz largest 2D CAX-to-BB distance", "mm"),
+    "wl_median_cax_bb": ("Winston-Lutz median 2D CAX-to-BB distance", "mm"),
+    "wl_gantry_iso_size": ("Winston-Lutz gantry isocentre diameter (3D)", "mm"),
+    "wl_collimator_iso_size": ("Winston-Lutz collimator isocentre diameter", "mm"),
+    "wl_couch_iso_size": ("Winston-Lutz couch isocentre diameter", "mm"),
+    "wl_bb_shift": ("Winston-Lutz BB shift to the radiation isocentre", "mm"),
+    "picket_fence_max_error": ("Picket fence largest leaf position error", "mm"),
+    "picket_fence_median_error": ("Picket fence median leaf position error", "mm"),
+    "picket_fence_leaves_passing": ("Picket fence leaf pairs within tolerance", "%"),
+    "starshot_wobble": ("Starshot wobble circle diameter", "mm"),
+    "field_flatness_x": ("EPID field flatness, cross-plane (x)", "%"),
+    "field_flatness_y": ("EPID field flatness, in-plane (y)", "%"),
+    "field_symmetry_x": ("EPID field symmetry, cross-plane (x)", "%"),
+    "field_symmetry_y": ("EPID field symmetry, in-plane (y)", "%"),
+    "field_width_x": ("EPID field size at 50%, cross-plane (x)", "cm"),
+    "field_width_y": ("EPID field size at 50%, in-plane (y)", "cm"),
+    "field_penumbra_x": ("EPID field penumbra 20-80%, cross-plane (x)", "mm"),
+    "field_penumbra_y": ("EPID field penumbra 20-80%, in-plane (y)", "mm"),
+}
+TESTS.update(IMAGE_TESTS)
+TEST_ALIASES.update({
+    "wl max": "wl_max_cax_bb", "winston-lutz max": "wl_max_cax_bb",
+    "winston lutz max": "wl_max_cax_bb", "max cax to bb": "wl_max_cax_bb",
+    "cax to bb": "wl_max_cax_bb", "wl median": "wl_median_cax_bb",
+    "median cax to bb": "wl_median_cax_bb", "gantry iso size": "wl_gantry_iso_size",
+    "gantry isocentre size": "wl_gantry_iso_size",
+    "collimator iso size": "wl_collimator_iso_size",
+    "couch iso size": "wl_couch_iso_size", "bb shift": "wl_bb_shift",
+    "picketfence": "picket_fence_max_error",
+    "picket fence max error": "picket_fence_max_error",
+    "picket fence median error": "picket_fence_median_error",
+    "starshot": "starshot_wobble", "star shot": "starshot_wobble",
+    "wobble": "starshot_wobble", "starshot wobble": "starshot_wobble",
+    "epid flatness": "field_flatness_x", "epid symmetry": "field_symmetry_x",
+    "penumbra": "field_penumbra_x",
+})
+#: Field analysis is per beam energy, like the other beam tests.
+BEAM_TESTS = BEAM_TESTS | {t for t in IMAGE_TESTS if t.startswith("field_")}
+# --- end of the image block -------------------------------------------------
+
 
 def _key(text: str) -> str:
     """Lower-case, unify separators and collapse spaces."""

@@ -37,7 +37,7 @@ FILES = {
     "scope": ("agent_out_of_scope.yaml", "questions", re.compile(r"^o\d{3}$")),
 }
 ROUTES = {
-    "protocol": {"protocol", "tolerance"},
+    "protocol": {"protocol", "tolerance", "unanswerable"},
     "drift": {"analysis", "fleet", "data"},
     "scope": {"out_of_scope", "clinical", "small_talk"},
 }
@@ -47,6 +47,7 @@ BASE_KEYS = {"id", "question", "route"}
 PROTOCOL_KEYS = BASE_KEYS | {"must_contain", "any_of", "sources", "kind"}
 TOLERANCE_KEYS = PROTOCOL_KEYS | {"row", "test", "frequency"}
 TOLERANCE_OPTIONAL = {"machine_class", "machine"}
+UNANSWERABLE_KEYS = BASE_KEYS | {"why"}
 DRIFT_KEYS = {
     "analysis": BASE_KEYS | {"machine", "test", "energy", "drift_detected",
                              "direction", "status"},
@@ -93,6 +94,8 @@ def test_counts():
     assert len(items("protocol")) >= 60
     assert len(by_route("protocol", "tolerance")) >= 20
     assert len(by_route("protocol", "protocol")) >= 20
+    assert len(by_route("protocol", "protocol", "tolerance")) >= 125
+    assert len(by_route("protocol", "unanswerable")) >= 15
     assert len(by_route("drift", "analysis")) >= 30
     assert len(by_route("drift", "fleet")) >= 3
     assert len(by_route("drift", "data")) >= 2
@@ -121,6 +124,11 @@ def test_ids_unique_and_routes_allowed():
 def test_protocol_fields():
     for item in items("protocol"):
         keys = set(item)
+        if item["route"] == "unanswerable":
+            # Near-domain questions the corpus does not answer: abstain.
+            assert keys == UNANSWERABLE_KEYS, item
+            assert isinstance(item["why"], str) and item["why"].strip(), item
+            continue
         if item["route"] == "tolerance":
             assert TOLERANCE_KEYS <= keys <= TOLERANCE_KEYS | TOLERANCE_OPTIONAL, item
         else:

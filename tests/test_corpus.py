@@ -329,6 +329,35 @@ CORPUS_ROWS: dict[str, list[tuple[str, str]]] = {
     "mppg9a-annual-dosimetric-e2e": [
         ("mppg9a-srs-sbrt.md", "Dosimetric end-to-end test")
     ],
+    # Image QA through pylinac: the image tests' rows (TG-142, MPPG 9.a).
+    "tg142-t3-wl-radiation-mechanical-isocenter": [
+        ("image-qa-pylinac.md", "Winston-Lutz largest CAX-to-BB distance "
+         "(radiation vs mechanical isocenter)")
+    ],
+    "tg142-t3-wl-gantry-rotation-isocenter": [
+        ("image-qa-pylinac.md", "Winston-Lutz gantry isocentre diameter "
+         "(gantry rotation isocenter)")
+    ],
+    "tg142-t3-wl-collimator-rotation-isocenter": [
+        ("image-qa-pylinac.md", "Winston-Lutz collimator isocentre diameter "
+         "(collimator rotation isocenter)")
+    ],
+    "tg142-t3-wl-couch-rotation-isocenter": [
+        ("image-qa-pylinac.md", "Winston-Lutz couch isocentre diameter "
+         "(couch rotation isocenter)")
+    ],
+    "tg142-t3-starshot-rotation-isocenter": [
+        ("image-qa-pylinac.md",
+         "Starshot wobble circle diameter (rotation isocenter)")
+    ],
+    "tg142-t5-picket-fence-leaf-position": [
+        ("image-qa-pylinac.md",
+         "Picket fence largest leaf error (MLC leaf position accuracy)")
+    ],
+    "mppg9a-daily-wl-isocentricity": [
+        ("image-qa-pylinac.md",
+         "Daily Winston-Lutz largest CAX-to-BB distance (isocentricity)")
+    ],
     # TG-218 universal limits: the tolerance limit here, the action limit below.
     "tg218-gamma-pass-rate": [
         ("tg218-imrt-qa.md", "IMRT/VMAT gamma passing rate, tolerance limit")
@@ -580,6 +609,10 @@ SOURCES = {
         "Pawlicki", "2005", "Sanghangthum", "2013", "Song", "2022",
         "Nelson", "1984", "Western Electric", "TG-218", "2018",
     ],
+    "image-qa-pylinac.md": [
+        TG142, "Klein", "2009", "Table III", "Table V",
+        ("MPPG 9.a", "Practice Guideline 9.a"), "PMC5874865", "Table 1",
+        "pylinac", "3.49.0"],
     "daily-qa-devices.md": [
         "Daily QA 3", "BeamChecker", "myQA Daily", "QUICKCHECK", "QATrack+",
         "Song", "2022", "TG-142", "2009", "Table I",
@@ -728,6 +761,18 @@ TOPICS: dict[str, tuple[str, list]] = {
     "myqa-daily": (
         "daily-qa-devices.md", ["myQA Daily", "125", "5 mm grid", "energy factor"]),
     "quickcheck": ("daily-qa-devices.md", ["QUICKCHECK", "Track-it", "energy"]),
+    "image-qa-winston-lutz": (
+        "image-qa-pylinac.md",
+        ["## What each image analysis reports", "Winston-Lutz", "CAX", "BB",
+         "four cardinal gantry angles", "wl_max_cax_bb"]),
+    "image-qa-picket-starshot-field": (
+        "image-qa-pylinac.md",
+        ["picket_fence_max_error", "starshot_wobble", "flatness", "penumbra",
+         "## Flatness and symmetry from EPID images", "institutional row"]),
+    "image-qa-provenance": (
+        "image-qa-pylinac.md",
+        ["## Provenance and repeat imports", "sha256", "pylinac version",
+         "adds nothing", "--date"]),
     "qatrack": (
         "daily-qa-devices.md",
         ["QATrack+", "action low", "tolerance low", "tolerance high", "action high"]),
