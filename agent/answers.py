@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.qa import presentation
-from agent.qa.result import SeriesResult
 from agent.verification import numbers_in, words_of
 
 CLINICAL_REPLY = ("I answer questions about linac QA and QA protocols. Questions "
@@ -49,26 +47,6 @@ def abstention(nearby: tuple[str, ...] | list[str]) -> str:
         return NOT_FOUND
     return (f"{NOT_FOUND} Not an answer, only what the documents cover nearby: "
             + "; ".join(places) + ".")
-
-
-def answer_from_passages(passages: list[dict[str, Any]]) -> str:
-    """The fallback: the best passage quoted with its citation.
-
-    Parameters
-    ----------
-    passages : list of dict
-        The retrieved passages, best first.
-
-    Returns
-    -------
-    str
-        The first passage quoted and cited as [1], or :data:`NOT_FOUND`.
-    """
-    if not passages:
-        return NOT_FOUND
-    best = passages[0]
-    return (f"The closest passage I have, quoted as written [1] "
-            f"({best['source']}, {best['section']}): \"{best['text']}\"")
 
 
 def answer_from_tolerance(tool_calls: list[dict[str, Any]],
@@ -152,30 +130,3 @@ def _limit_text(limits: dict[str, Any], unit: str, klass: str | None) -> str:
 def _quantity(value: float, unit: str) -> str:
     """A value with its unit as the protocols write it: 2%, 2 mm, 1 deg."""
     return f"{value:g}%" if unit == "%" else f"{value:g} {unit}"
-
-
-def answer_from_tool(call: dict[str, Any]) -> str:
-    """Analysis, fleet and data answers written from the tool result by code.
-
-    Parameters
-    ----------
-    call : dict
-        One tool call: ``name`` (analyze_series, fleet_overview or
-        list_data) and ``result``.
-
-    Returns
-    -------
-    str
-        The answer; an error result is said as "I could not run that: ...".
-    """
-    result = call["result"]
-    if "error" in result:
-        return f"I could not run that: {result['error']}"
-    if call["name"] == "analyze_series":
-        return presentation.analysis_answer(
-            [SeriesResult.from_contract(s) for s in result["series"]])
-    if call["name"] == "fleet_overview":
-        return presentation.fleet_answer(
-            [SeriesResult.from_contract(s) for s in result["series"]],
-            result["total"], result["by_status"])
-    return presentation.data_answer(result["machines"])

@@ -7,12 +7,14 @@ engine (``start``/``end`` in the call's arguments, so ``ask --json`` shows
 what was analysed), or one ``compare_series`` call for a comparison (two
 periods of one series, or one period of two machines or energies). A period
 or event that the data do not have is a failed step with its reason, not a
-wider analysis.
+wider analysis. A request for images (``Request.image_kind``) is one
+``analyse_images`` call on the conversation's uploads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.qa.periods import PeriodSpec
@@ -61,7 +63,26 @@ def _groups(call: Call, request: Request, base: dict[str, Any],
     return None
 
 
-def data_calls(route: Route, request: Request | None, call: Call) -> None:
+def image_calls(request: Request, uploads: list[Path], call: Call) -> None:
+    """The ``analyse_images`` call of a request for images, on the uploads
+    (none: the tool's error says to upload them first).
+
+    Parameters
+    ----------
+    request : Request
+        With ``image_kind``; its machine, energy and date (``start``).
+    uploads : list of Path
+        The files uploaded in the conversation.
+    call : callable
+        ``call(tool_name, args)`` (see :func:`data_calls`).
+    """
+    call("analyse_images", {"kind": request.image_kind, "machine": request.machine,
+                            "energy": request.energy, "date": request.start,
+                            "files": [str(p) for p in uploads]})
+
+
+def data_calls(route: Route, request: Request | None, call: Call,
+               uploads: list[Path] | None = None) -> None:
     """Make the analysis or comparison calls of one data request.
 
     Parameters
@@ -73,7 +94,12 @@ def data_calls(route: Route, request: Request | None, call: Call) -> None:
     call : callable
         ``call(tool_name, args)``: runs and records one tool call, returns
         its result (``{"error": ...}`` when it failed).
+    uploads : list of Path, optional
+        The conversation's uploaded files, for a request for images.
     """
+    if request is not None and request.image_kind:
+        image_calls(request, uploads or [], call)
+        return
     request = request or Request(intent="analysis")
     base = {"machine": route.machine, "test": route.test, "energy": route.energy}
     try:
@@ -98,4 +124,4 @@ def data_calls(route: Route, request: Request | None, call: Call) -> None:
         call("analyze_series", selection | period | kind | {"ask": ask})
 
 
-__all__ = ["data_calls"]
+__all__ = ["data_calls", "image_calls"]

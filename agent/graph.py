@@ -12,12 +12,16 @@ Small local models cannot be trusted with a free tool loop or with numbers
    Protocol questions are graded by the retrieval's calibrated gate; when
    nothing relevant is found the query is rewritten once, then the agent
    abstains (corrective RAG).
-3. **answer**: protocol answers are written by the LLM from numbered passages
-   ([1], [2]); analyses, fleet overviews, data lists and tolerance look-ups
-   are written from the tool result by code.
-4. **verify**: every number in the answer must appear in a tool result, a
-   cited passage or the question; otherwise the answer is regenerated once,
-   then replaced by one built from the passages themselves.
+3. **answer**: protocol answers are extracted first: code finds the spans
+   of the passages that state the answer (:mod:`agent.extraction`) and
+   shows them with their citations at once; the LLM may add one sentence
+   from those spans alone; when no span states what was asked, the agent
+   abstains. Analyses (by kind of question and period, see
+   :mod:`agent.data_calls`), comparisons, fleet overviews, data lists and
+   tolerance look-ups are written from the tool results by code.
+4. **verify**: every number in the answer must appear, with its unit, in a
+   tool result, the passage it cites or the question; a sentence that fails
+   is dropped and the extract is the answer.
 
 The answers written by code are in :mod:`agent.answers`, the number and
 citation checks in :mod:`agent.verification`, the prompts in
@@ -29,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
@@ -40,15 +45,13 @@ from agent.answers import (
     OUT_OF_SCOPE_REPLY,
     SMALL_TALK_REPLY,
     abstention,
-    answer_from_passages,
     answer_from_tolerance,
-    answer_from_tool,
 )
 from agent.data_answers import answer_from_calls
 from agent.data_calls import data_calls
 from agent.errors import QAAgentError, ServiceError
 from agent.extraction import Extract, Lexicon, extract, worded
-from agent.prompts import ANSWER_PROMPT, REWRITE_PROMPT, ROUTER_PROMPT, SPAN_PROMPT
+from agent.prompts import REWRITE_PROMPT, ROUTER_PROMPT, SPAN_PROMPT
 from agent.qa.selection import SelectionError
 from agent.tools import ToolContext, run_tool
 from agent.understanding import (
@@ -71,7 +74,6 @@ from agent.verification import (
 )
 
 __all__ = [
-    "ANSWER_PROMPT",
     "CLINICAL_REPLY",
     "INTENTS",
     "NOT_FOUND",
@@ -88,9 +90,7 @@ __all__ = [
     "RequestContext",
     "Route",
     "Turn",
-    "answer_from_passages",
     "answer_from_tolerance",
-    "answer_from_tool",
     "best_source",
     "cited_numbers",
     "mentions",
@@ -146,6 +146,7 @@ class Conversation:
     """A conversation's memory (one per user session)."""
 
     turns: list[Turn] = field(default_factory=list)
+    uploads: list[Path] = field(default_factory=list)  # image files, the chat's
 
 
 class Agent:
@@ -360,7 +361,7 @@ class Agent:
                     passages = found.get("results", [])
             state["passages"] = passages
         elif route.intent == "analysis":
-            data_calls(route, state.get("request"), call)
+            data_calls(route, request, call, _call_of(config)["conversation"].uploads)
         elif route.intent == "fleet":
             call("fleet_overview", {"machine": route.machine})
         elif route.intent == "data":

@@ -30,17 +30,6 @@ Examples:
 "what dose should I give this patient?" -> {"intent": "clinical"}
 """
 
-ANSWER_PROMPT = """You answer linac QA protocol questions for medical \
-physicists using ONLY the numbered passages below. Answer in one to three \
-sentences. Copy every number with its unit exactly as the passage writes it. \
-Cite the passages you use as [1], [2]. If the passages do not answer the \
-question, say "The documents I have do not answer this." Never add numbers \
-that are not in the passages.
-
-Passages:
-{passages}
-"""
-
 #: The one-sentence wording of an extract (issue 14, "extract first"): the
 #: model sees only the spans code found, never the other passages.
 SPAN_PROMPT = """You word answers for medical physicists from quoted protocol \
@@ -54,14 +43,10 @@ Quoted text:
 {spans}
 """
 
-#: Added to :data:`ANSWER_PROMPT` when the first answer failed the number check.
-RETRY_NOTE = ("\nYour previous answer contained numbers that are not in "
-              "the passages. Use only numbers that appear in them.")
-
 #: The system prompt of the one query rewrite when retrieval finds nothing.
 REWRITE_PROMPT = (
     "Rewrite the question as a short keyword search query for linac QA "
     "protocols (TG-142, TG-218, MPPG 9.a). Reply with the query only.")
 
-__all__ = ["ANSWER_PROMPT", "RETRY_NOTE", "REWRITE_PROMPT", "ROUTER_PROMPT",
+__all__ = ["REWRITE_PROMPT", "ROUTER_PROMPT",
            "SPAN_PROMPT"]

@@ -4,7 +4,9 @@ Each tool takes a pydantic argument model (validated before anything runs)
 and returns a JSON-ready dict, the ``result`` of a tool call in the
 ``qa-agent ask --json`` contract; ``analyze_series`` returns exactly the
 ``qa-agent analyze --json --details`` document (``AnalysisRun.document``).
-No tool writes anything or runs code. Each tool is a few lines over
+No tool runs code, and only ``analyse_images`` writes: the metrics of the
+images the user uploaded (idempotent by the images' sha256) and pylinac's
+figure of them. Each tool is a few lines over
 :class:`~agent.engine.QAEngine`, which the CLI and the UI use too.
 """
 
@@ -19,8 +21,10 @@ from pydantic import BaseModel, Field
 from agent.asks import Ask
 from agent.config import Settings
 from agent.engine import QAEngine
+from agent.qa.imaging import MAIN_METRICS
 from agent.qa.periods import PeriodSpec
 from agent.qa.result import SeriesResult
+from agent.qa.selection import SelectionError
 from agent.qa.series import series_name
 from agent.qa.tolerances import ToleranceTables
 from agent.vocabulary import Frequency, MachineClass
@@ -99,6 +103,18 @@ class DataArgs(BaseModel):
     """What QA data is on hand."""
 
     machine: str | None = None
+
+
+class ImageArgs(BaseModel):
+    """Analyse uploaded QA images with pylinac and trend the set's main metric."""
+
+    kind: Literal["wl", "picketfence", "starshot", "field"]
+    machine: str | None = Field(default=None, description="the machine imaged")
+    files: list[str] = Field(default_factory=list, max_length=500,
+                             description="the uploaded DICOM files or one zip")
+    date: str | None = Field(default=None,
+                             description="YYYY-MM-DD[ HH:MM]; default the headers'")
+    energy: str | None = Field(default=None, description="the beam (field analysis)")
 
 
 @dataclass
@@ -209,6 +225,42 @@ def list_data(ctx: ToolContext, args: DataArgs) -> dict[str, Any]:
     return ctx.engine.data_on_hand(args.machine)
 
 
+def analyse_images(ctx: ToolContext, args: ImageArgs) -> dict[str, Any]:
+    """Analyse uploaded images with pylinac (Winston-Lutz, picket fence, starshot,
+    field analysis), store their metrics and trend the set's main metric.
+
+    Returns the ``qa-agent image --json`` document (``ImageRun.document``)
+    with pylinac's results ``text``, the ``figure`` (pylinac's annotated
+    image as PNG under ``<data_dir>/images/``), the main ``metric`` and its
+    ``value``, and ``trend``: the ``analyze_series`` document of that
+    metric's series, whose result is kept in ``ctx.charts`` under
+    :func:`chart_key` (no period) for its control chart. The same images
+    again add nothing (``stored.already_imported``).
+    """
+    if not args.files:
+        return {"error": "upload the images first (DICOM files or a zip)"}
+    if not args.machine:
+        return {"error": "say which machine the images are of (e.g. 'for TrueBeam2')"}
+    run = ctx.engine.analyse_images(args.kind, [Path(f) for f in args.files],
+                                    args.machine, args.date, args.energy)
+    folder = ctx.engine.settings.data_dir / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    figure = folder / (f"{run.machine}_{args.kind}_{run.when.date:%Y%m%d-%H%M%S}_"
+                       f"{run.data.images_sha256[:12]}.png")
+    run.analysis.save_figure(figure)
+    test = MAIN_METRICS[args.kind]
+    try:
+        trend = ctx.engine.analyse(run.machine, test, run.energy or None)
+    except SelectionError as exc:  # stored, but its series cannot be analysed
+        series: dict[str, Any] = {"error": str(exc)}
+    else:
+        for r in trend.results:
+            ctx.charts[chart_key(*r.key)] = r
+        series = trend.document(details=True)
+    return {**run.document(), "text": run.text(), "figure": str(figure),
+            "metric": test, "value": run.data.metric(test), "trend": series}
+
+
 #: name -> (function, argument model): everything the agent may call.
 TOOLS: dict[str, tuple[Any, type[BaseModel]]] = {
     "search_protocols": (search_protocols, SearchArgs),
@@ -218,6 +270,7 @@ TOOLS: dict[str, tuple[Any, type[BaseModel]]] = {
     "compare_series": (compare_series, CompareArgs),
     "fleet_overview": (fleet_overview, FleetArgs),
     "list_data": (list_data, DataArgs),
+    "analyse_images": (analyse_images, ImageArgs),
 }
 
 

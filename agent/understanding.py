@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent.asks import Ask, ask_in
+from agent.image_requests import image_request
 from agent.mentions import ambiguous_machine, machines_named, mentions
 from agent.period_words import compared_periods, period_in
 from agent.qa.periods import PeriodSpec
@@ -95,6 +96,9 @@ class Request(BaseModel):
     energy_kind: Literal["photon", "electron", "FFF"] | None = None
     #: A short question back when a name fits several on hand ("TrueBeam").
     clarification: str | None = None
+    #: The image analysis asked of uploaded images (``wl``, ``picketfence``,
+    #: ``starshot``, ``field``; :mod:`agent.image_requests`).
+    image_kind: str | None = None
 
     def names(self) -> dict[str, str]:
         """The names the request carries (machine, test, energy...), set ones only.
@@ -205,6 +209,10 @@ def understand(question: str, context: RequestContext) -> Request:
     }
     if flags["clinical"]:
         return Request(intent="clinical", **flags)
+    image_kind = image_request(question)
+    if image_kind is not None:  # images to analyse: their machine, beam, date
+        names = {k: v for k, v in found.items() if k in ("machine", "energy", "start")}
+        return Request(intent="analysis", image_kind=image_kind, **flags, **names)
     extra = _data_slots(question, found, context.machines)
     follow = _follow_up(question, found, extra, context)
     if follow is not None:

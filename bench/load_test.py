@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.config import Settings  # noqa: E402
-from agent.graph import answer_from_tool  # noqa: E402
+from agent.data_answers import answer_from_call  # noqa: E402
 from agent.tools import ToolContext, run_tool  # noqa: E402
 
 #: (first question, analyze args, follow-up, args of the follow-up). Drift
@@ -164,7 +164,7 @@ def expected_answer(data_dir: Path, args: dict[str, str]) -> str:
     """The answer the tools give for an analysis request, computed here."""
     ctx = ToolContext(settings=Settings(data_dir=data_dir))
     result = run_tool(ctx, "analyze_series", args)
-    return answer_from_tool({"name": "analyze_series", "result": result})
+    return answer_from_call({"name": "analyze_series", "result": result})
 
 
 def _reply_text(history: list[dict[str, Any]]) -> str:

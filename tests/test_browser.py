@@ -232,3 +232,49 @@ def test_pdf_report_of_a_machine_and_period(page):
                                 page.url.rstrip("/") + "/" + href.lstrip("/"))
     assert response.ok and response.body().startswith(b"%PDF")
     shot(page, "5-report-1-pdf-ready")
+
+
+@pytest.fixture(scope="module")
+def wl_zip(tmp_path_factory) -> Path:
+    """A generated Winston-Lutz set (BB 0.5 mm left of the isocentre), zipped."""
+    import zipfile
+
+    from agent.qa.imaging import synthetic
+
+    folder = tmp_path_factory.mktemp("browser-wl")
+    truth = synthetic.wl_set(folder / "set", left=0.5, panel="small",
+                             when="2025-03-04 07:30")
+    archive = folder / "wl_truebeam2.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in truth["files"]:
+            out.write(path, path.name)
+    return archive
+
+
+def test_uploaded_wl_zip_is_analysed_with_its_figure_and_control_chart(page, wl_zip):
+    page.set_input_files("#image-upload input[type=file]", str(wl_zip))
+    page.wait_for_function(
+        "document.querySelector('#image-upload-status').innerText"
+        ".includes('ready for image QA')")
+    shot(page, "6-image-1-wl-zip-uploaded")
+    page.fill("#question textarea", "analyse the Winston-Lutz images for TrueBeam2")
+    page.click("#send")
+    page.wait_for_selector("#chatbot .js-plotly-plot", timeout=ANSWER_TIMEOUT)
+    figure = page.locator("#chatbot img").first
+    figure.wait_for()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#chatbot img')]"
+        ".some(i => i.complete && i.naturalWidth > 100)")
+    chat_text = page.inner_text("#chatbot")
+    assert "Tool: analyse_images" in chat_text
+    assert "Maximum 2D CAX->BB distance" in chat_text
+    assert "(wl_max_cax_bb): " in chat_text and "within tolerance" in chat_text
+    assert "TrueBeam2 wl_max_cax_bb, 2025-03-04" in chat_text  # the chart's title
+    time.sleep(1)  # let the chart finish drawing
+    shot(page, "6-image-2-result-figure-and-chart")
+    page.get_by_role("tab", name="Data").click()
+    page.wait_for_function(
+        "document.querySelector('#image-sets').innerText.includes('TrueBeam2')")
+    listed = page.inner_text("#image-sets")
+    assert "wl" in listed and "2025-03-04 07:30:00" in listed
+    shot(page, "6-image-3-data-tab-image-sets")

@@ -410,6 +410,20 @@ def data_answer(machines: list[dict[str, Any]]) -> str:
         f"{max(x['last'] for x in m['series'])}" for m in machines)
 
 
+def image_answer(text: str, metric: str, value: float, unit: str,
+                 beyond: bool | None, r: SeriesResult | None) -> str:
+    """The chat's answer to an analysed image set: pylinac's results, the set's
+    main metric (named ``metric``) against its tolerance (``beyond`` None: no
+    row), its series."""
+    verdict = "no tolerance row; not checked"
+    if beyond is not None and r is not None and r.tolerance is not None:
+        verdict = (f"{LEVEL_WORDS['action' if beyond else 'ok']} ({limit_text(r)}, "
+                   f"{r.tolerance.source})")
+    lines = [text, f"**{metric[:1].upper()}{metric[1:]}: {number(value)} {unit}, "
+                   f"{verdict}.**"]
+    return "\n\n".join(lines + ([series_answer(r)] if r is not None else []))
+
+
 def chart_title(r: SeriesResult) -> str:
     """"TrueBeam2 output 10X, 2025-09-01 to 2025-11-28: WATCH, drift since
     2025-09-15" (the dates the chart covers)."""
@@ -478,7 +492,7 @@ def _trend_rows(r: SeriesResult) -> list[tuple[str, str]]:
 __all__ = ["analysis_answer", "capability_phrase", "chart_title", "data_answer",
            "direction_word",
            "drift_phrase", "drift_since", "fleet_answer", "fleet_line",
-           "fleet_table", "limit_text", "limits_phrase", "number", "number_rows",
-           "p_value_text", "quantity", "result_text", "series_answer",
+           "fleet_table", "image_answer", "limit_text", "limits_phrase", "number",
+           "number_rows", "p_value_text", "quantity", "result_text", "series_answer",
            "spoken_name", "status_counts", "status_phrase", "tolerance_phrase",
            "verdict_paragraph"]

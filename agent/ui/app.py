@@ -14,7 +14,13 @@ import agent.ui.reports as reports
 from agent.config import Settings, check_ui_binding
 from agent.errors import QAAgentError, ServiceError, UserError
 from agent.graph import Conversation
-from agent.ui.common import DATA_SUFFIXES, DOCUMENT_SUFFIXES, AppContext, start_app
+from agent.ui.common import (
+    DATA_SUFFIXES,
+    DOCUMENT_SUFFIXES,
+    IMAGE_SUFFIXES,
+    AppContext,
+    start_app,
+)
 
 #: System fonts only: the default theme would fetch Google Fonts.
 SANS = [gr.themes.Font("system-ui"), gr.themes.Font("Segoe UI"),
@@ -55,7 +61,7 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 _chat_tab(app, limit)
-            with gr.Tab("Data", id="data"):
+            with gr.Tab("Data", id="data") as data_page:
                 *data_outputs, imported = _data_tab(app)
             with gr.Tab("Knowledge", id="knowledge"):
                 knowledge_outputs = _knowledge_tab(app)
@@ -65,7 +71,7 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
         def load_all() -> tuple[Any, ...]:
             machines = reports.machine_choices(app)
             return (data.on_hand_rows(app), data.fleet_rows(app),
-                    knowledge.document_rows(app),
+                    data.image_set_rows(app), knowledge.document_rows(app),
                     gr.update(choices=knowledge.document_choices(app), value=None),
                     gr.update(choices=machines,
                               value=machines[0] if machines else None))
@@ -74,6 +80,9 @@ def build_app(settings: Settings, app: AppContext | None = None) -> gr.Blocks:
             return gr.update(choices=reports.machine_choices(app))
 
         imported.then(machines_now, None, machine_box, queue=False)
+        # The chat stores image sets too: their tables are fresh when the tab opens.
+        data_page.select(lambda: (data.on_hand_rows(app), data.image_set_rows(app)),
+                         None, [data_outputs[0], data_outputs[2]], queue=False)
         blocks.load(load_all, outputs=[*data_outputs, *knowledge_outputs,
                                        machine_box], queue=False)
     return blocks
@@ -98,6 +107,11 @@ def _chat_tab(app: AppContext, limit: int) -> None:
                                  max_length=2000)
                 send = gr.Button("Send", variant="primary", scale=1,
                                  elem_id="send")
+                images = gr.File(label="Images for image QA (DICOM or a zip)",
+                                 file_count="multiple", type="filepath",
+                                 file_types=list(IMAGE_SUFFIXES), scale=3,
+                                 height=110, elem_id="image-upload")
+            image_note = gr.Markdown(elem_id="image-upload-status")
             clear = gr.Button("New conversation", size="sm")
         with gr.Column(scale=2):
             gr.Markdown("#### Sources")
@@ -135,6 +149,12 @@ def _chat_tab(app: AppContext, limit: int) -> None:
 
     bot.example_select(example, [bot, conversation], outputs, **common)
 
+    def take(paths: list[str] | None, memory: Conversation) -> tuple[Any, str]:
+        return memory, chat.take_uploads(app, paths, memory)
+
+    images.change(take, [images, conversation], [conversation, image_note],
+                  queue=False)
+
     def show(index: int | None, cites: list[dict[str, Any]]) -> str:
         if index is None or not 0 <= int(index) < len(cites):
             return chat.passage_markdown(None)
@@ -144,13 +164,13 @@ def _chat_tab(app: AppContext, limit: int) -> None:
 
     def reset() -> tuple[Any, ...]:
         return ([], Conversation(), [], gr.update(choices=[], value=None),
-                chat.passage_markdown(None))
+                chat.passage_markdown(None), None, "")
 
-    clear.click(reset, None, [bot, conversation, citations, picker, passage],
-                queue=False)
+    clear.click(reset, None, [bot, conversation, citations, picker, passage,
+                              images, image_note], queue=False)
 
 
-def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
+def _data_tab(app: AppContext) -> tuple[Any, Any, Any, Any]:
     # why long: Gradio layout: the components and their events read top to bottom as the
     # page shows them.
     pending = gr.State(None)
@@ -182,6 +202,9 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
                          max_height=360, elem_id="fleet")
     verdict = gr.Markdown()
     plot = gr.Plot(label="Control chart", elem_id="fleet-chart")
+    gr.Markdown("#### Image sets analysed with pylinac (newest first)")
+    image_sets = gr.Dataframe(headers=data.IMAGE_SET_HEADERS, interactive=False,
+                              max_height=300, elem_id="image-sets")
 
     def preview(path: str | None, name: str, pairs: str) -> tuple[Any, ...]:
         if not path:
@@ -237,7 +260,7 @@ def _data_tab(app: AppContext) -> tuple[Any, Any, Any]:
 
         gr.Timer(app.settings.watch_interval).tick(arrive, None,
                                                    [arrivals, on_hand, fleet])
-    return on_hand, fleet, imported
+    return on_hand, fleet, image_sets, imported
 
 
 def _knowledge_tab(app: AppContext) -> tuple[Any, Any, Any]:
@@ -358,12 +381,14 @@ def launch(settings: Settings, app: AppContext | None = None,
     blocks.queue(max_size=64, default_concurrency_limit=2)
     reports_dir = settings.data_dir / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
+    images_dir = settings.data_dir / "images"  # pylinac's figures, shown in the chat
+    images_dir.mkdir(parents=True, exist_ok=True)
     blocks.launch(
         server_name=settings.ui_host, server_port=settings.ui_port, share=False,
         auth=users or None, auth_message="Linac QA assistant: sign in",
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
-        allowed_paths=[str(reports_dir)], show_error=False, ssr_mode=False,
-        mcp_server=False, pwa=False, enable_monitoring=False, inbrowser=False,
-        theme=theme(), css=CSS, prevent_thread_lock=prevent_thread_lock,
-        quiet=True)
+        allowed_paths=[str(reports_dir), str(images_dir)], show_error=False,
+        ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
+        inbrowser=False, theme=theme(), css=CSS,
+        prevent_thread_lock=prevent_thread_lock, quiet=True)
     return blocks

@@ -4,7 +4,9 @@
 and tool steps to the event handler through a queue, so the answer streams
 into the Chatbot. Each browser session keeps its own ``Conversation`` (in a
 ``gr.State``) and its own history, so sessions sharing the one agent never
-see each other's turns.
+see each other's turns. Images uploaded beside the question box go into the
+session's ``Conversation.uploads``; an image analysis shows pylinac's figure
+and the control chart of the set's main metric under its answer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,7 +27,7 @@ from agent.qa.charts import control_chart
 from agent.qa.result import SeriesResult
 from agent.qa.series import series_name
 from agent.tools import chart_key
-from agent.ui.common import AppContext, log
+from agent.ui.common import IMAGE_SUFFIXES, AppContext, UploadError, check_upload, log
 
 EXAMPLES = [
     "What is the monthly tolerance for the jaw position indicators?",
@@ -109,6 +112,12 @@ def summarize_result(name: str, result: Any) -> str:
         if result.get("errors"):
             lines.append(f"{len(result['errors'])} row(s) rejected in the data")
         return "\n".join(lines)
+    if name == "analyse_images":
+        stored = result.get("stored") or {}
+        return (f"{result['kind']} {result['machine']} {result['date']}: "
+                f"{result['metric']} {result['value']:.3g}; "
+                + ("already stored" if stored.get("already_imported")
+                   else f"{stored.get('added', 0)} measurement(s) stored"))
     if name == "list_data":
         machines = result.get("machines", [])
         return f"{len(machines)} machine(s): " + ", ".join(
@@ -128,10 +137,17 @@ def step_message(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(title, plotly figure) for each series an analysis step analysed."""
+    """(title, plotly figure) for each series an analysis step analysed; for an
+    image analysis first (title, PNG path) of pylinac's figure, then the
+    control chart of the set's main metric."""
+    result = step.get("result") or {}
+    if step.get("name") == "analyse_images" and "figure" in result:
+        figure = [(f"pylinac: {result['kind']} {result['machine']} "
+                   f"{result['date']}", Path(result["figure"]))]
+        return figure + charts_of(app, {"name": "analyze_series", "args": {},
+                                        "result": result.get("trend") or {}})
     if step.get("name") != "analyze_series":
         return []
-    result = step.get("result") or {}
     out = []
     args = step.get("args") or {}
     for s in result.get("series", [])[:MAX_CHARTS]:
@@ -246,10 +262,43 @@ def finish(history: list[dict[str, Any]], document: dict[str, Any],
         text += f"\n\n<sub>{note}, {document.get('seconds', 0):.1f} s</sub>"
     history = [*history, {"role": "assistant", "content": text}]
     for title, figure in charts:
-        history.append({"role": "assistant",
-                        "content": gr.Plot(figure, label=f"Control chart: {title}",
-                                           show_label=True)})
+        content = (gr.Image(str(figure), label=title, show_label=True, type="filepath")
+                   if isinstance(figure, Path) else
+                   gr.Plot(figure, label=f"Control chart: {title}", show_label=True))
+        history.append({"role": "assistant", "content": content})
     return ChatTurn(history, citations, done=True)
+
+
+def take_uploads(app: AppContext, paths: list[str] | None,
+                 conversation: Any) -> str:
+    """Put the files uploaded beside the question box into the session's
+    ``Conversation.uploads``; say what is ready (or why a file is refused).
+
+    Parameters
+    ----------
+    app : AppContext
+    paths : list of str or None
+        The upload component's files (None or empty: cleared).
+    conversation : agent.graph.Conversation
+        This session's memory (its ``uploads`` are replaced).
+
+    Returns
+    -------
+    str
+        Markdown for the note under the upload.
+    """
+    try:
+        files = [check_upload(p, IMAGE_SUFFIXES, app.settings.max_upload_mb)
+                 for p in paths or []]
+    except UploadError as exc:
+        conversation.uploads = []
+        return f"⚠ {exc}"
+    conversation.uploads = files
+    if not files:
+        return ""
+    names = ", ".join(f.name for f in files[:5]) + (" …" if len(files) > 5 else "")
+    return (f"{len(files)} file(s) ready for image QA: {names}. Ask e.g. *analyse "
+            "the Winston-Lutz images for TrueBeam2*.")
 
 
 def citation_choices(citations: list[dict[str, Any]]) -> list[tuple[str, int]]:

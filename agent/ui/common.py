@@ -19,6 +19,7 @@ log = logging.getLogger("agent.ui")
 #: Upload types (checked again on the server: the browser's filter is advice).
 DATA_SUFFIXES = (".csv", ".xlsx", ".xls", ".txt", ".zip")  # .zip: an MPC TDS tree
 DOCUMENT_SUFFIXES = (".pdf", ".docx", ".md", ".txt", ".html", ".htm")
+IMAGE_SUFFIXES = (".dcm", ".zip")  # image QA in the chat: DICOM images or one zip
 
 
 

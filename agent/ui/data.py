@@ -1,4 +1,5 @@
-"""The Data tab: import with a preview, what is on hand, the fleet table.
+"""The Data tab: import with a preview, what is on hand, the fleet table, the
+image sets analysed with pylinac.
 
 An upload is read first (``read_measurements``) and its report shown: rows
 accepted, rows rejected with their line and reason. Nothing is stored until
@@ -14,6 +15,7 @@ from typing import Any
 
 from agent.errors import QAAgentError
 from agent.qa import presentation
+from agent.qa.imaging.records import image_sets
 from agent.qa.importers import ImportResult, InputError, read_measurements
 from agent.qa.importers.mapping import ColumnMapping, proposal_for
 from agent.qa.store import ImportReport, file_sha256
@@ -24,6 +26,8 @@ ON_HAND_HEADERS = ["machine", "series", "measurements", "first", "last",
                    "energies", "tests"]
 FLEET_HEADERS = ["machine", "test", "energy", "status", "drift", "n", "SPC signals",
                  "out of tolerance"]
+IMAGE_SET_HEADERS = ["machine", "analysis", "date", "images", "measurements",
+                     "sha256", "pylinac"]
 
 
 @dataclass
@@ -136,6 +140,18 @@ def fleet_rows(app: AppContext) -> list[list[Any]]:
              len(r.out_of_tolerance)] for r in run.results]
 
 
+def image_set_rows(app: AppContext) -> list[list[Any]]:
+    """One row per stored image set, newest first: machine, analysis, date,
+    images, measurements, the images' sha256 (first 12 digits) and the pylinac
+    version, from the provenance its measurements carry."""
+    try:
+        sets = image_sets(app.store())
+    except QAAgentError:  # an unreadable store: nothing to list
+        return []
+    return [[s["machine"], s["kind"], s["date"], s["files"], s["measurements"],
+             s["sha256"][:12], s["pylinac_version"]] for s in sets]
+
+
 def series_chart(app: AppContext, machine: str, test: str,
                  energy: str | None) -> tuple[Any, str]:
     """The control chart and verdict of one series (``QAEngine.analyse``).
@@ -177,6 +193,7 @@ __all__ = [
     "arrivals_markdown",
     "commit_import",
     "fleet_rows",
+    "image_set_rows",
     "on_hand_rows",
     "preview_import",
     "proposed_mapping",

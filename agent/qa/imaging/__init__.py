@@ -29,6 +29,11 @@ from agent.vocabulary import canonical_energy
 ANALYSES: dict[str, type[ImageAnalysis]] = {
     cls.kind: cls for cls in (WinstonLutzAnalysis, PicketFenceAnalysis,
                               StarshotAnalysis, FieldAnalysisRun)}
+#: The metric of each analysis that its control chart shows (the chat's).
+MAIN_METRICS: dict[str, str] = {"wl": "wl_max_cax_bb",
+                                "picketfence": "picket_fence_max_error",
+                                "starshot": "starshot_wobble",
+                                "field": "field_flatness_x"}
 
 
 @dataclass
@@ -118,5 +123,5 @@ def analyse_images(kind: str, source: str | Path | list[str | Path], machine: st
     return ImageRun(analysis, machine, beam or "", when, report)
 
 
-__all__ = ["ANALYSES", "ImageAnalysis", "ImageError", "ImageRun", "ImageSetResult",
-           "Metric", "analyse_images"]
+__all__ = ["ANALYSES", "MAIN_METRICS", "ImageAnalysis", "ImageError", "ImageRun",
+           "ImageSetResult", "Metric", "analyse_images"]

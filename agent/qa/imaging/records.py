@@ -10,6 +10,7 @@ packaging.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -24,7 +25,7 @@ from agent.qa.imaging.inputs import ImageError
 from agent.qa.importers import ImportResult, ReadOptions
 from agent.qa.importers.parsing import department_zone, parse_dates
 from agent.qa.importers.records import COLUMNS, SOURCE, empty_events, screen
-from agent.qa.schema import import_table
+from agent.qa.schema import import_table, measurement_table, series_table
 from agent.qa.store import ImportReport, MeasurementStore
 
 
@@ -121,5 +122,37 @@ def store_result(store: MeasurementStore, data: ImageSetResult, machine: str,
     return store.import_result(result, data.images_sha256)
 
 
-__all__ = ["When", "already_stored", "image_import", "provenance", "resolve_date",
-           "store_result"]
+def image_sets(store: MeasurementStore) -> list[dict[str, Any]]:
+    """The image sets stored, newest first, from their measurements' provenance.
+
+    Returns
+    -------
+    list of dict
+        ``machine``, ``kind`` (the analysis), ``date`` (the set's date-time,
+        ISO), ``sha256`` (the images'), ``pylinac_version``, ``files`` and
+        ``measurements`` (the metrics stored).
+    """
+    m, s, log = measurement_table, series_table, import_table
+    query = (select(log.c.id, log.c.sha256, log.c.format, s.c.machine,
+                    m.c.t.label("at"), m.c.extra)
+             .join(m, m.c.import_id == log.c.id).join(s, s.c.id == m.c.series_id)
+             .where(log.c.format.like("pylinac-%"))
+             .order_by(m.c.t.desc(), log.c.id))
+    sets: dict[int, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            if row.id in sets:
+                sets[row.id]["measurements"] += 1
+                continue
+            extra = json.loads(row.extra) if row.extra else {}
+            sets[row.id] = {
+                "machine": row.machine, "kind": row.format.removeprefix("pylinac-"),
+                "date": pd.Timestamp(int(row.at), unit="s").isoformat(sep=" "),
+                "sha256": row.sha256,
+                "pylinac_version": extra.get("pylinac_version", ""),
+                "files": len(extra.get("files", [])), "measurements": 1}
+    return list(sets.values())
+
+
+__all__ = ["When", "already_stored", "image_import", "image_sets", "provenance",
+           "resolve_date", "store_result"]
