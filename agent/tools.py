@@ -231,7 +231,8 @@ def analyse_images(ctx: ToolContext, args: ImageArgs) -> dict[str, Any]:
 
     Returns the ``qa-agent image --json`` document (``ImageRun.document``)
     with pylinac's results ``text``, the ``figure`` (pylinac's annotated
-    image as PNG under ``<data_dir>/images/``), the main ``metric`` and its
+    image as PNG under ``<data_dir>/images/``) and ``pdf`` (pylinac's report
+    of the set, beside it), the main ``metric`` and its
     ``value``, and ``trend``: the ``analyze_series`` document of that
     metric's series, whose result is kept in ``ctx.charts`` under
     :func:`chart_key` (no period) for its control chart. The same images
@@ -248,6 +249,7 @@ def analyse_images(ctx: ToolContext, args: ImageArgs) -> dict[str, Any]:
     figure = folder / (f"{run.machine}_{args.kind}_{run.when.date:%Y%m%d-%H%M%S}_"
                        f"{run.data.images_sha256[:12]}.png")
     run.analysis.save_figure(figure)
+    pdf = run.analysis.publish_pdf(figure.with_suffix(".pdf"))  # for download
     test = MAIN_METRICS[args.kind]
     try:
         trend = ctx.engine.analyse(run.machine, test, run.energy or None)
@@ -258,7 +260,8 @@ def analyse_images(ctx: ToolContext, args: ImageArgs) -> dict[str, Any]:
             ctx.charts[chart_key(*r.key)] = r
         series = trend.document(details=True)
     return {**run.document(), "text": run.text(), "figure": str(figure),
-            "metric": test, "value": run.data.metric(test), "trend": series}
+            "pdf": str(pdf), "metric": test, "value": run.data.metric(test),
+            "trend": series}
 
 
 #: name -> (function, argument model): everything the agent may call.

@@ -170,12 +170,48 @@ def test_the_chat_shows_the_figure_and_the_control_chart(app, asked):
     [step] = asked["document"]["tool_calls"]
     shown = chat.charts_of(app, step)
     assert isinstance(shown[0][1], Path) and shown[0][1].exists()
-    assert len(shown) == 2 and shown[1][0] == "TrueBeam2/wl_max_cax_bb"
+    # pylinac's PDF report of the set, offered for download
+    pdf = shown[1][1]
+    assert pdf.suffix == ".pdf" and pdf.read_bytes()[:5] == b"%PDF-"
+    assert len(shown) == 3 and shown[2][0] == "TrueBeam2/wl_max_cax_bb"
     assert "wl_max_cax_bb" in chat.summarize_result(step["name"], step["result"])
     final = chat.finish([], asked["document"], shown)
     contents = [m["content"] for m in final.history]
     assert isinstance(contents[0], str) and "within tolerance" in contents[0]
-    assert isinstance(contents[1], gr.Image) and isinstance(contents[2], gr.Plot)
+    assert isinstance(contents[1], gr.Image) and isinstance(contents[2], gr.File)
+    assert isinstance(contents[3], gr.Plot)
+
+
+@pytest.mark.parametrize(("kind", "question", "make", "metric", "truth_key"), [
+    ("picketfence", "run the picket fence on these for TrueBeam1",
+     lambda path: synthetic.picket_fence(path, leaf_error_mm=0.8, picket=2),
+     "picket_fence_max_error", "max_error"),
+    ("starshot", "analyse this star shot for TrueBeam1",
+     lambda path: synthetic.starshot(path, radius_mm=0.5),
+     "starshot_wobble", "wobble_diameter"),
+    ("field", "field analysis of the 6X EPID image for TrueBeam1",
+     lambda path: synthetic.open_field(path, slope_x=0.04),
+     "field_flatness_x", "flatness_x"),
+])
+def test_the_other_analyses_through_the_chat(tmp_path, kind, question, make,
+                                             metric, truth_key):
+    # Made without an acquisition date (``when`` None): the question gives it.
+    truth = make(tmp_path / f"{kind}.dcm")
+    ctx = ToolContext(Settings(data_dir=tmp_path / "data"))
+    agent = Agent(None, ctx, unavailable="the test runs without a model")
+    document = agent.ask(question + " dated 2025-03-04",
+                         Conversation(uploads=[truth["file"]]))
+    [step] = document["tool_calls"]
+    assert step["name"] == "analyse_images" and step["args"]["kind"] == kind
+    result = step["result"]
+    assert "error" not in result, result
+    allowed = {"picketfence": 0.1, "starshot": 0.15, "field": 0.05}[kind]
+    assert result["metric"] == metric
+    assert result["value"] == pytest.approx(truth[truth_key], abs=allowed)
+    assert Path(result["figure"]).exists() and Path(result["pdf"]).exists()
+    assert chart_key("TrueBeam1", metric, step["args"].get("energy") or "") \
+        in ctx.charts
+    assert f"({metric}): " in document["answer"]
 
 
 def test_uploads_beside_the_question_box_go_into_the_conversation(app, wl_zip,

@@ -142,8 +142,10 @@ def charts_of(app: AppContext, step: dict[str, Any]) -> list[tuple[str, Any]]:
     control chart of the set's main metric."""
     result = step.get("result") or {}
     if step.get("name") == "analyse_images" and "figure" in result:
-        figure = [(f"pylinac: {result['kind']} {result['machine']} "
-                   f"{result['date']}", Path(result["figure"]))]
+        title = f"pylinac: {result['kind']} {result['machine']} {result['date']}"
+        figure = [(title, Path(result["figure"]))]
+        if result.get("pdf"):
+            figure.append((f"{title} (PDF report)", Path(result["pdf"])))
         return figure + charts_of(app, {"name": "analyze_series", "args": {},
                                         "result": result.get("trend") or {}})
     if step.get("name") != "analyze_series":
@@ -262,7 +264,9 @@ def finish(history: list[dict[str, Any]], document: dict[str, Any],
         text += f"\n\n<sub>{note}, {document.get('seconds', 0):.1f} s</sub>"
     history = [*history, {"role": "assistant", "content": text}]
     for title, figure in charts:
-        content = (gr.Image(str(figure), label=title, show_label=True, type="filepath")
+        content = (gr.File(str(figure), label=title, show_label=True)
+                   if isinstance(figure, Path) and figure.suffix == ".pdf" else
+                   gr.Image(str(figure), label=title, show_label=True, type="filepath")
                    if isinstance(figure, Path) else
                    gr.Plot(figure, label=f"Control chart: {title}", show_label=True))
         history.append({"role": "assistant", "content": content})
