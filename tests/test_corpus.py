@@ -332,27 +332,27 @@ CORPUS_ROWS: dict[str, list[tuple[str, str]]] = {
     # Image QA through pylinac: the image tests' rows (TG-142, MPPG 9.a).
     "tg142-t3-wl-radiation-mechanical-isocenter": [
         ("image-qa-pylinac.md", "Winston-Lutz largest CAX-to-BB distance "
-         "(radiation vs mechanical isocenter)")
+         "(wl_max_cax_bb)")
     ],
     "tg142-t3-wl-gantry-rotation-isocenter": [
         ("image-qa-pylinac.md", "Winston-Lutz gantry isocentre diameter "
-         "(gantry rotation isocenter)")
+         "(wl_gantry_iso_size)")
     ],
     "tg142-t3-wl-collimator-rotation-isocenter": [
         ("image-qa-pylinac.md", "Winston-Lutz collimator isocentre diameter "
-         "(collimator rotation isocenter)")
+         "(wl_collimator_iso_size)")
     ],
     "tg142-t3-wl-couch-rotation-isocenter": [
         ("image-qa-pylinac.md", "Winston-Lutz couch isocentre diameter "
-         "(couch rotation isocenter)")
+         "(wl_couch_iso_size)")
     ],
     "tg142-t3-starshot-rotation-isocenter": [
         ("image-qa-pylinac.md",
-         "Starshot wobble circle diameter (rotation isocenter)")
+         "Starshot wobble circle diameter (starshot_wobble)")
     ],
     "tg142-t5-picket-fence-leaf-position": [
         ("image-qa-pylinac.md",
-         "Picket fence largest leaf error (MLC leaf position accuracy)")
+         "Picket fence largest leaf error (picket_fence_max_error)")
     ],
     "mppg9a-daily-wl-isocentricity": [
         ("image-qa-pylinac.md",
