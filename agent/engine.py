@@ -232,7 +232,7 @@ class QAEngine:
             if not kept:
                 raise SelectionError(
                     f"no {energy_kind} series among "
-                    + ", ".join(" ".join(p for p in s.key if p) for s in series[:8]))
+                    + ", ".join(s.label for s in series[:8]))
             series = kept
         opts = options or self.options()
         # A series that cannot be analysed is listed in errors; the rest go on.
@@ -276,7 +276,7 @@ class QAEngine:
             if len(chosen) > 1:
                 raise SelectionError(
                     f"{group['label']} matches {len(chosen)} series ("
-                    + ", ".join(" ".join(p for p in s.key if p) for s in chosen[:6])
+                    + ", ".join(s.label for s in chosen[:6])
                     + "): name the machine, test and energy of one")
             results, failed = analyze_each(chosen, self.tables, opts)
             if failed:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from agent.asks import Ask
 from agent.config import Settings
 from agent.engine import QAEngine
+from agent.qa import presentation
 from agent.qa.imaging import MAIN_METRICS
 from agent.qa.periods import PeriodSpec
 from agent.qa.result import SeriesResult
@@ -213,9 +214,7 @@ def compare_series(ctx: ToolContext, args: CompareArgs) -> dict[str, Any]:
 def fleet_overview(ctx: ToolContext, args: FleetArgs) -> dict[str, Any]:
     """The worst series of the fleet first (status, drift), at most ``limit``."""
     run = ctx.engine.fleet(args.machine)
-    counts: dict[str, int] = {}
-    for r in run.results:
-        counts[r.status] = counts.get(r.status, 0) + 1
+    counts = {s: n for s, n in presentation.status_counts(run.results).items() if n}
     return {**run.document(details=True, limit=args.limit),
             "total": len(run.results), "by_status": counts}
 

@@ -26,12 +26,14 @@ February (December of the year before).
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from agent.qa.presentation import spoken_name
 from agent.qa.selection import SelectionError
 from agent.qa.series import SeriesData
 
@@ -133,12 +135,17 @@ def _span_words(kind: str, index: int | str, year: int) -> str:
     return f"{index} {year}"
 
 
-def _latest_with_data(kind: str, index: int | str, dates: np.ndarray,
-                      latest: pd.Timestamp) -> int:
-    """The most recent year whose span has data (else the latest's year)."""
-    for year in range(latest.year + 1, latest.year - 30, -1):
-        start, end = _calendar_span(kind, index, year)
-        if start > latest:
+Span = tuple[pd.Timestamp | None, pd.Timestamp | None]
+
+
+def _most_recent_year(span: Callable[[int], Span], dates: np.ndarray,
+                      latest: pd.Timestamp, first: int) -> int:
+    """The most recent year from ``first`` back whose ``span(year)`` has data
+    (else the latest's year); a span that starts after the latest
+    measurement is not yet."""
+    for year in range(first, latest.year - 30, -1):
+        start, end = span(year)
+        if (start if start is not None else end) > latest:
             continue
         if _count(dates, start, end):
             return year
@@ -176,20 +183,16 @@ def _dates_of(spec: PeriodSpec, dates: np.ndarray, latest: pd.Timestamp
     if not ((spec.start or "").startswith("--") or (spec.end or "").startswith("--")):
         return (pd.Timestamp(spec.start) if spec.start else None,
                 pd.Timestamp(spec.end) if spec.end else None)
-    year = latest.year
-    for candidate in range(latest.year, latest.year - 30, -1):
-        start = _day_of(spec.start, candidate) if spec.start else None
-        end = _day_of(spec.end, candidate) if spec.end else None
+
+    def span(year: int) -> Span:
+        start = _day_of(spec.start, year) if spec.start else None
+        end = _day_of(spec.end, year) if spec.end else None
         if start is not None and end is not None and end < start:
-            start = _day_of(spec.start, candidate - 1)  # "December to February"
-        if _count(dates, start, end):
-            year = candidate
-            break
-    start = _day_of(spec.start, year) if spec.start else None
-    end = _day_of(spec.end, year) if spec.end else None
-    if start is not None and end is not None and end < start:
-        start = _day_of(spec.start, year - 1)
-    return start, end
+            start = _day_of(spec.start, year - 1)  # "December to February"
+        return start, end
+
+    # From the latest's own year: "December to February" is the one that ended.
+    return span(_most_recent_year(span, dates, latest, latest.year))
 
 
 def _relative(spec: PeriodSpec, dates: np.ndarray, latest: pd.Timestamp
@@ -264,7 +267,7 @@ def resolve_period(spec: PeriodSpec, series: list[SeriesData]) -> Period:
     dates = np.sort(np.concatenate([s.dates for s in series])).astype(
         "datetime64[s]")
     latest = _day(dates[-1])
-    name = " ".join(p for p in (first.machine, first.energy, first.test) if p)
+    name = spoken_name(first)
     start: pd.Timestamp | None
     end: pd.Timestamp | None
     words = spec.words
@@ -272,7 +275,10 @@ def resolve_period(spec: PeriodSpec, series: list[SeriesData]) -> Period:
         start, end = _dates_of(spec, dates, latest)
     elif spec.kind in ("month", "quarter", "half", "season", "year"):
         index = spec.index if spec.index is not None else 1
-        year = spec.year or _latest_with_data(spec.kind, index, dates, latest)
+        # From the next year: the winter holding the latest measurement.
+        year = spec.year or _most_recent_year(
+            lambda y: _calendar_span(spec.kind, index, y), dates, latest,
+            latest.year + 1)
         start, end = _calendar_span(spec.kind, index, year)
         words = _span_words(spec.kind, index, year)
     elif spec.kind in ("last", "this", "previous"):

@@ -30,6 +30,11 @@ class SeriesData:
         """(machine, test, energy)."""
         return self.machine, self.test, self.energy
 
+    @property
+    def label(self) -> str:
+        """"TrueBeam2 output 10X" (as ``SeriesResult.label``)."""
+        return " ".join(p for p in self.key if p)
+
 
 def series_name(machine: str, test: str, energy: str | None) -> str:
     """``TrueBeam2/output/10X`` (a series without energy: ``TrueBeam2/odi``)."""
