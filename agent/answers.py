@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.verification import numbers_in, words_of
+from agent.extraction import Span
+from agent.row_passages import row_passage
 
 CLINICAL_REPLY = ("I answer questions about linac QA and QA protocols. Questions "
                   "about a specific patient's treatment, dose or prescription are "
@@ -50,33 +51,49 @@ def abstention(nearby: tuple[str, ...] | list[str]) -> str:
 
 
 def answer_from_tolerance(tool_calls: list[dict[str, Any]],
-                          passages: list[dict[str, Any]]) -> str:
-    """A tolerance answer written from the table look-up, citing its passage.
+                          passages: list[dict[str, Any]],
+                          spans: tuple[Span, ...] | None = None) -> str:
+    """A tolerance answer written from the table look-up, citing its passages.
 
     Each row gives its tolerance (for the machine's class when one is known,
     one value when all classes agree, else per class) and its action limit
-    when the table has one (TG-218: tolerance 95%, action 90%).
+    when the table has one (TG-218: tolerance 95%, action 90%), cited to the
+    passage that states it (:func:`agent.row_passages.row_passage`).
 
     Parameters
     ----------
     tool_calls : list of dict
         The request's tool calls; the ``lookup_tolerance`` one is used.
     passages : list of dict
-        The retrieved passages, numbered from 1 in the answer.
+        The retrieved passages and those stating the rows, numbered from 1.
+    spans : tuple of Span, optional
+        The extract of the question (:func:`agent.extraction.extract`): only
+        the rows whose passage it quotes are written, and its other spans
+        (a second test asked about, a note) are quoted after them.
 
     Returns
     -------
     str
-        One sentence per row (at most four), or "" when the look-up found
-        no row.
+        One sentence per row (at most four), then the other spans; "" when
+        the look-up found no row, or the extract quotes none of the rows, or
+        another of its spans covers the question better than the rows do.
     """
     lookup = next((c["result"] for c in tool_calls
                    if c["name"] == "lookup_tolerance"), None)
     if not lookup or not lookup.get("rows"):
         return ""
+    quoted = {s.passage for s in spans} if spans is not None else None
+    texts = [p["text"] for p in passages]
     lines = []
+    stated: set[int] = set()
     klass = lookup.get("machine_class")
-    for row in lookup["rows"][:4]:
+    for row in lookup["rows"]:
+        i = row_passage(row, texts, passages)
+        n = i + 1 if i is not None else None
+        if quoted is not None and n not in quoted:
+            continue
+        if len(lines) == 4:
+            break
         value = _limit_text(row["limits"], row["unit"], klass)
         if row["kind"] == "minimum":
             value = f"at least {value}"
@@ -84,35 +101,23 @@ def answer_from_tolerance(tool_calls: list[dict[str, Any]],
             value += "; action limit " + _limit_text(row["action_limits"],
                                                      row["unit"], klass)
         flag = "" if row["verified"] else " (unverified: check the original report)"
-        n = _row_passage(row, value, passages)
         cite = f" [{n}]" if n else ""
+        stated.add(n or 0)
         # The table's note carries what one number per class cannot say
         # ("1 mm for SRS; 2 mm for SBRT").
         note = f" Note: {row['note'].rstrip('.')}." if row.get("note") else ""
         lines.append(f"{row['description']} ({row['frequency']}): {value}; "
                      f"{row['source']}{flag}{cite}.{note}")
-    return " ".join(lines)
-
-
-def _row_passage(row: dict[str, Any], value: str,
-                 passages: list[dict[str, Any]]) -> int | None:
-    """The passage that states a tolerance row: its name, else its numbers.
-
-    Falls back to a passage holding every number of the value and at least
-    two words of the row's description, so a differently worded table row
-    (TG-218's "passing rate" table) is still cited, and nothing else is.
-    """
-    for name in (row["description"], row["description"].split(",")[0]):
-        n = next((n for n, p in enumerate(passages, start=1)
-                  if name.lower() in p["text"].lower()), None)
-        if n is not None:
-            return n
-    numbers = numbers_in(value)
-    words = words_of(row["description"])
-    for n, p in enumerate(passages, start=1):
-        if numbers <= numbers_in(p["text"]) and len(words & words_of(p["text"])) >= 2:
-            return n
-    return None
+    if not lines:
+        return ""
+    if spans and max(s.coverage for s in spans if s.passage in stated) < max(
+            s.coverage for s in spans):
+        return ""  # another passage answers better: "how does X compute flatness"
+    others = [s.line() for s in spans or () if s.passage not in stated]
+    if others:
+        lines.append("\n\nThe documents also state:\n"
+                     + "\n".join(f"- {line}" for line in others))
+    return " ".join(lines).replace(" \n\n", "\n\n")
 
 
 def _limit_text(limits: dict[str, Any], unit: str, klass: str | None) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -60,7 +60,8 @@ compare compared next part count counts pass passing stay well accurate accuracy
 according apply applies applied set up relate relates relation vs versus all them
 m s ll ve re d t read reads reading readings sure usually typically typical
 normally allowed permitted maximum minimum big large small exceed exceeded
-exceeds out within beyond keep kept ever every
+exceeds out within beyond keep kept ever every name names ask asks asked tell
+list catch catches quick quickly fast soon
 """))
 
 _ROW = re.compile(r"^[^:;\n]{1,60}: [^\n]*; [^:;\n]{1,60}: ")
@@ -75,6 +76,10 @@ _HAS_VALUE = re.compile(r"\d|\bfunctional\b|\bNA\b|not covered|pass/fail|"
 _LIMIT_QUESTION = re.compile(
     r"^(?!\s*(does|do|is|are|can|should|was|were)\b).*\b(tolerances?|limits?|"
     r"how (far|much|close|accurate)|criteria|threshold)\b", re.I | re.S)
+#: A question for a counted list of names ("what four bounds", "the three
+#: action levels") asks for words, not a value.
+_NAMES_QUESTION = re.compile(r"\b(two|three|four|five|six|seven|eight)\s+\w+s\b",
+                             re.I)
 
 
 @dataclass(frozen=True)
@@ -288,12 +293,13 @@ def _scored(question: str, passages: list[dict[str, Any]],
     for n, p in enumerate(passages, start=1):
         # "tg218-imrt-qa.md" names "IMRT QA" (PSQA) as well as TG-218.
         place = re.sub(r"[-_]|\.md\b", " ", str(p.get("source", "")))
-        context = _expanded(f"{place} {p.get('source', '')} {p.get('section', '')}")
+        context = _expanded(f"{place} {p.get('source', '')}")
+        heading = _expanded(str(p.get("section", "")))
         for order, text in enumerate(candidate_spans(p["text"])):
-            own = _expanded(text)
+            own = _expanded(text) | heading
             cover = _coverage(weights, context | own)
-            # The span's own words rank the spans of one passage, whose
-            # section and file name they all share.
+            # The span's own words and its section's heading rank the spans
+            # (the file name is shared by every passage of a document).
             score = 0.7 * cover + 0.3 * _coverage(weights, own)
             score += 0.05 if wants_value and _HAS_VALUE.search(text) else 0
             # A document's list of sources describes it; it rarely answers.
@@ -360,10 +366,46 @@ def extract(question: str, passages: list[dict[str, Any]],
             continue
         spans.append(span)
         covered |= adds
-    if _LIMIT_QUESTION.search(question) and not any(
+    for span in _part_spans(question, passages, lexicon, weights):
+        if len(spans) < MAX_SPANS and not any(_same(s.text, span.text)
+                                              for s in spans):
+            spans.append(span)
+    if _LIMIT_QUESTION.search(question) and not _NAMES_QUESTION.search(
+            question) and not any(
             _HAS_VALUE.search(_NAMES.sub(" ", s.text)) for s in spans):
         return Extract(nearby=nearby)  # asks for a limit, and none is stated
     return Extract(spans=tuple(sorted(spans, key=lambda s: s.passage)))
+
+
+#: Where a question asks a further thing ("...: what beta and what target T").
+_PARTS = re.compile(r"\s*(?:[,;:]|\band\b)\s+(?=(?:what|which|how)\b)|\?\s+|"
+                    r"\s+and\s+", re.I)
+
+
+def _part_spans(question: str, passages: list[dict[str, Any]], lexicon: Lexicon,
+                weights: dict[str, float]) -> list[Span]:
+    """The best span of each part of a question that asks several things.
+
+    "What beta and what target T?" has two values; the spans that cover the
+    whole question best may state only one of them, so each part gets its
+    own best span (its coverage then given for the whole question).
+    """
+    parts = [p for p in _PARTS.split(question) if p and len(p.split()) >= 2]
+    if len(parts) < 2:
+        return []
+    out = []
+    for part in parts:
+        part_weights = topic_weights(part, lexicon)
+        # A part of one topic word ("light" of "light and radiation") is no
+        # question of its own.
+        scored = _scored(part, passages, part_weights) if len(part_weights) > 1 \
+            else []
+        if not scored or scored[0][2].coverage < MIN_COVERAGE:
+            continue
+        span = scored[0][2]
+        tokens = _expanded(f"{span.source} {span.section} {span.text}")
+        out.append(replace(span, coverage=round(_coverage(weights, tokens), 3)))
+    return out
 
 
 def _covered(weights: dict[str, float], span: Span) -> set[str]:
@@ -402,6 +444,8 @@ def worded(sentence: str, found: Extract) -> str:
     text = sentence.strip()
     if not text or "NONE" in text or "do not answer" in text.lower():
         return ""
+    if len(re.findall(r"[A-Za-z]{2,}", re.sub(r"\[\d+\]", " ", text))) < 3:
+        return ""  # a bare marker or a value alone ("6 [1]") says nothing new
     if re.search(r"\[\d+\]", text) or not found.spans:
         return text
     n = best_source(text, [{"text": s.text} for s in found.spans])

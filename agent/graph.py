@@ -3,15 +3,18 @@
 Small local models cannot be trusted with a free tool loop or with numbers
 (README.md, "The agent"), so the graph is fixed and short:
 
-1. **route**: the request's intent and arguments under a JSON schema (the
-   LLM), completed by deterministic name matching (machines, tests, energies,
-   frequencies) and a guard for patient-specific questions; a follow-up ("and
-   for 10X?") inherits the previous request's intent and arguments. The rules
-   are :func:`agent.understanding.understand`, a pure function.
+1. **route**: the request's intent and names (machines, tests, energies,
+   frequencies, periods) by plain-word rules, with a guard for
+   patient-specific questions; a follow-up ("and for 10X?") inherits the
+   previous request. The rules are :func:`agent.understanding.understand`,
+   a pure function. A question they leave open is a knowledge question: a
+   tolerance question when it names a test, else a protocol question when
+   retrieval finds anything like it, else out of scope. No model routes.
 2. **tools**: the typed, read-only tools of ``agent.tools`` run in code.
    Protocol questions are graded by the retrieval's calibrated gate; when
    nothing relevant is found the query is rewritten once, then the agent
-   abstains (corrective RAG).
+   abstains (corrective RAG). The passages that state a tolerance question's
+   table rows join the retrieved ones (:mod:`agent.row_passages`).
 3. **answer**: protocol answers are extracted first: code finds the spans
    of the passages that state the answer (:mod:`agent.extraction`) and
    shows them with their citations at once; the LLM may add one sentence
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from agent.answers import (
     CLINICAL_REPLY,
@@ -51,8 +54,9 @@ from agent.data_answers import answer_from_calls
 from agent.data_calls import data_calls
 from agent.errors import QAAgentError, ServiceError
 from agent.extraction import Extract, Lexicon, extract, worded
-from agent.prompts import REWRITE_PROMPT, ROUTER_PROMPT, SPAN_PROMPT
+from agent.prompts import REWRITE_PROMPT, SPAN_PROMPT
 from agent.qa.selection import SelectionError
+from agent.row_passages import passages_for_rows
 from agent.tools import ToolContext, run_tool
 from agent.understanding import (
     INTENTS,
@@ -79,7 +83,6 @@ __all__ = [
     "NOT_FOUND",
     "OFF_TOPIC_DENSE",
     "OUT_OF_SCOPE_REPLY",
-    "ROUTER_PROMPT",
     "SMALL_TALK_REPLY",
     "Agent",
     "AgentState",
@@ -96,7 +99,6 @@ __all__ = [
     "mentions",
     "numbers_in",
     "rule_intent",
-    "structured",
     "understand",
     "unsupported_numbers",
 ]
@@ -277,22 +279,20 @@ class Agent:
         if request.intent is not None:
             return {"route": request.route(), "request": request}
         names = request.names()
-        route = self._llm_route(question)
-        # The rules settle analysis, fleet, data and small talk; for
-        # the rest a small model's intent is only a hint: what the protocols
-        # hold decides (retrieval's calibrated gate). Relevant passages or a
-        # named test make it a protocol question, nothing relevant makes it
-        # out of scope ("weather tomorrow?" is not a protocol question the
-        # documents happen to lack).
-        if route.intent != "tolerance":
-            topic = "relevant" if "test" in names else self._topic(question)
-            route = route.model_copy(
-                update={"intent": "out_of_scope" if topic == "off" else "protocol"})
-        if route.intent == "protocol" and "test" in names \
-                and "frequency" in names:
-            # The model's "protocol" for "<test> <frequency>?" is the table.
-            route = route.model_copy(update={"intent": "tolerance"})
-        return {"route": route.model_copy(update=names), "request": request}
+        # The rules settle analysis, fleet, data, small talk and declines; a
+        # knowledge question is decided by what the protocols hold, not by a
+        # model (a 1.5B's route cost 2-5 s and made up names: an electron
+        # beam and a month for an isocentricity question). A named test makes
+        # it a tolerance question: the table's rows join the passages and
+        # the extract decides which answers. Otherwise the retrieval's gate:
+        # relevant or near (the answer step abstains) is a protocol question,
+        # nothing like the documents is out of scope ("weather tomorrow?").
+        if "test" in names:
+            intent = "tolerance"
+        else:
+            intent = "out_of_scope" if self._topic(question) == "off" else "protocol"
+        return {"route": Route(intent=intent).model_copy(update=names),
+                "request": request}
 
     def _topic(self, question: str) -> str:
         """"relevant" (retrieval's gate passes), "near" (linac/physics words
@@ -305,20 +305,6 @@ class Agent:
         if relevant:
             return "relevant"
         return "near" if dense >= OFF_TOPIC_DENSE else "off"
-
-    def _llm_route(self, question: str) -> Route:
-        from langchain_core.messages import HumanMessage, SystemMessage
-
-        if self.llm is None:
-            raise self._model_down()
-        messages = [SystemMessage(ROUTER_PROMPT), HumanMessage(question)]
-        try:
-            raw = structured(self.llm, messages, Route)
-            return Route.model_validate(raw)
-        except (ValidationError, ValueError, KeyError, TypeError):
-            return Route(intent="protocol")
-        except Exception as exc:  # connection refused, server gone, model error
-            raise self._model_down(exc) from exc
 
     def _call(self, state: AgentState, name: str, args: dict[str, Any],
               on_step: Callable[[dict[str, Any]], None] | None = None) -> Any:
@@ -347,19 +333,22 @@ class Agent:
         if request is not None and request.clarification:
             return {"tool_calls": state["tool_calls"], "passages": []}
         if route.intent in ("protocol", "tolerance"):
+            rows = []
             if route.intent == "tolerance" and route.test:
-                call("lookup_tolerance", {
+                rows = call("lookup_tolerance", {
                     "test": route.test, "frequency": route.frequency,
                     "machine": route.machine, "machine_class": route.machine_class,
-                    "energy": route.energy, "beam": route.beam})
+                    "energy": route.energy, "beam": route.beam}).get("rows", [])
             found = call("search_protocols", {"query": question})
             passages = found.get("results", [])
-            if not passages:
+            if not passages and not rows:
                 rewritten = self._rewrite(question)
                 if rewritten and rewritten.lower() != question.lower():
                     found = call("search_protocols", {"query": rewritten})
                     passages = found.get("results", [])
-            state["passages"] = passages
+            # The passages that state the table's rows, so its answer is cited.
+            state["passages"] = passages + passages_for_rows(
+                self.ctx.searcher, rows, passages)
         elif route.intent == "analysis":
             data_calls(route, request, call, _call_of(config)["conversation"].uploads)
         elif route.intent == "fleet":
@@ -398,22 +387,17 @@ class Agent:
         if route.intent in ("analysis", "fleet", "data"):
             return self._final(answer_from_calls(state["tool_calls"]), attempts)
         passages = state.get("passages", [])
-        written = ""
-        if route.intent == "tolerance":
-            # The tolerance table answers when no passage is relevant, or when
-            # the best passages state one of its rows; when they are about
-            # something else ("what target T does TG-218 use...", "MLC
-            # transmission") the question is not the table's: the passages
-            # answer it.
-            written = answer_from_tolerance(state["tool_calls"], passages)
-            if written and (not passages or cited_numbers(written) & {1, 2}):
-                return self._final(written, attempts)
         if not passages:
             return self._final(NOT_FOUND, attempts, abstained=True)
         found = extract(state["question"], passages, Lexicon.of(self.ctx.searcher))
-        if found.abstained:  # the table's row stands, though no passage states it
-            return (self._final(written, attempts) if written else
-                    self._final(abstention(found.nearby), attempts, abstained=True))
+        if found.abstained:  # no passage, nor any table row, states what was asked
+            return self._final(abstention(found.nearby), attempts, abstained=True)
+        # The table answers when the extract quotes one of its rows (by machine
+        # class, with its notes); when the passages that answer are about
+        # something else ("what target T does TG-218 use"), they do.
+        written = answer_from_tolerance(state["tool_calls"], passages, found.spans)
+        if written:
+            return self._final(written, attempts)
         return self._final(self._write(state, found, _call_of(config)["on_token"]),
                            attempts)
 
@@ -473,28 +457,3 @@ def _call_of(config: RunnableConfig) -> dict[str, Any]:
     call = (config.get("configurable") or {}).get("call")
     return call or {"conversation": Conversation(), "on_token": None,
                     "on_step": None}
-
-
-def structured(llm: Any, messages: list[Any], schema: type[BaseModel]) -> dict:
-    """The LLM's reply constrained to a JSON schema, as a dict.
-
-    Parameters
-    ----------
-    llm : Any
-        A chat model with ``structured`` (the embedded one) or LangChain's
-        ``with_structured_output``.
-    messages : list
-        The system and human messages.
-    schema : type of BaseModel
-        The reply's schema.
-
-    Returns
-    -------
-    dict
-        The reply's fields.
-    """
-    if hasattr(llm, "structured"):
-        return llm.structured(messages, schema.model_json_schema())
-    runnable = llm.with_structured_output(schema, method="json_schema")
-    result = runnable.invoke(messages)
-    return result.model_dump() if isinstance(result, BaseModel) else dict(result)

@@ -373,7 +373,9 @@ def rule_intent(question: str, found: dict[str, str]) -> str | None:
         return "analysis"
     if _DATA_WORDS.search(question):
         return "data"
-    if _FLEET_WORDS.search(question) and "test" not in found:
+    if _FLEET_WORDS.search(question) and "test" not in found \
+            and "frequency" not in found:
+        # "checked daily, and on which machines?" asks what a protocol says.
         return "fleet"
     if "machine" in found:
         if ("test" in found or "energy" in found) and ask_in(question.lower()) \

@@ -141,7 +141,7 @@ TEST_ALIASES: dict[str, str] = {
     "winston-lutz": "isocenter",
     "winston lutz": "isocenter",
     "wl": "isocenter",
-    "isocentre": "isocenter",
+    "isocentre": "isocenter", "isocentricity": "isocenter",
 }
 
 # --- Daily QA 3 and QATrack+ (README.md, "Input files") -------------------------
@@ -466,27 +466,32 @@ def frequency_word_in(text: str) -> str | None:
 
 
 def beam_in(text: str) -> str | None:
-    """"electron" or "photon" when a text names the kind of beam, else None."""
+    """"electron" or "photon" when a text names one kind of beam, else None."""
     low = text.lower()
-    if re.search(r"\belectrons?\b", low):
-        return "electron"
-    if re.search(r"\b(photons?|x-?rays?)\b", low):
-        return "photon"
-    return None
+    electron = re.search(r"\belectrons?\b", low)
+    photon = re.search(r"\b(photons?|x-?rays?)\b", low)
+    if bool(electron) == bool(photon):  # neither, or both ("photon and electron")
+        return None
+    return "electron" if electron else "photon"
 
 
 def machine_class_in(text: str) -> str | None:
-    """The machine class a text names (non-IMRT, SRS/SBRT, IMRT), or None.
+    """The one machine class a text names (non-IMRT, SRS/SBRT, IMRT), or None.
 
     "non-IMRT" and "non-SRS" are read before the bare words, so "non-SRS"
-    is not SRS/SBRT.
+    is not SRS/SBRT. A text naming several classes, or asking for each
+    class ("per machine class"), names none: every class's value is wanted.
     """
     low = text.lower()
+    if re.search(r"\b(each|every|all|per|by)\s+(machine\s+)?class", low):
+        return None
+    named = []
     if re.search(r"\bnon[- ]?imrt\b", low):
-        return "non-IMRT"
+        named.append("non-IMRT")
+        low = re.sub(r"\bnon[- ]?imrt\b", " ", low)
     if re.search(r"\b(?<!non-)(?<!non )(srs|sbrt|stereotactic|radiosurgery)\b",
                  low):
-        return "SRS/SBRT"
+        named.append("SRS/SBRT")
     if re.search(r"\bimrt\b", low):
-        return "IMRT"
-    return None
+        named.append("IMRT")
+    return named[0] if len(named) == 1 else None

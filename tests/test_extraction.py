@@ -94,6 +94,15 @@ def _found(searcher, lexicon, question):
     ("What are the three action levels in TG-142?",
      ["inspection", "scheduled", "immediate"]),
     ("daily room laser tolerance on an IMRT machine?", ["1.5 mm"]),
+    # Two things asked, in one passage's list: each part gets its span.
+    ("TG-218 action limit: what beta and what target T for gamma passing rates?",
+     ["beta = 6", "T = 100%"]),
+    # "rising or falling" is how the primer's "increasing or decreasing" is asked.
+    ("Which Nelson rule catches a trend, and how many points in a row steadily "
+     "rising or falling does it need?", ["6 points in a row"]),
+    # A counted list of names asks for words, not a value.
+    ("What four bounds does QATrack+ store for a test's tolerance?",
+     ["action low", "tolerance low", "tolerance high", "action high"]),
 ])
 def test_every_value_asked_for_is_extracted(corpus_searcher, lexicon, question,
                                             values):
@@ -102,9 +111,13 @@ def test_every_value_asked_for_is_extracted(corpus_searcher, lexicon, question,
     shown = found.text()
     for value in values:
         assert value in shown, (value, shown)
-    # Each span is quoted as written in the passage it cites.
+    # Each span is quoted as written in the passage it cites (a list's
+    # bullets and line breaks aside).
+    def flat(text: str) -> str:
+        return " ".join(text.replace("\n- ", " ").split())
+
     for span in found.spans:
-        assert span.text in passages[span.passage - 1]["text"]
+        assert flat(span.text) in flat(passages[span.passage - 1]["text"])
         assert f"[{span.passage}]" in shown
     assert unbound_numbers(shown, found.cited()) == []
 
@@ -132,3 +145,40 @@ def test_the_model_sentence_gets_a_marker(corpus_searcher, lexicon):
     assert worded("The IMRT daily laser tolerance is 1.5 mm.", found).endswith(
         f"[{n}].") or len(found.spans) > 1
     assert worded("NONE", found) == ""
+
+
+def test_every_shipped_tolerance_row_has_a_passage_stating_it(corpus_searcher):
+    """A table answer is always cited: to the corpus row holding the table
+    row's numbers, from its report's own document, else to the row itself."""
+    from agent.qa.tolerances import ToleranceTables
+    from agent.row_passages import passages_for_rows, row_passage
+    from agent.verification import numbers_in
+
+    kw = corpus_searcher.keywords()
+    tables = ToleranceTables.load(corpus_searcher.settings.tolerance_dir)
+    expected = {"tg142-t1-laser": ("tg142-daily.md", "Laser localization"),
+                "mppg9a-daily-isocentricity": ("mppg9a-srs-sbrt.md",
+                                               "Isocentricity"),
+                "tg142-t3-table-angle": ("tg142-annual.md", "Table angle"),
+                "tg142-t2-jaw-asymmetric": ("tg142-monthly.md", "asymmetric")}
+    unstated = []
+    for row in tables.find():
+        record = {**row.model_dump(), "source": f"{row.document}, {row.table}"}
+        i = row_passage(record, kw.texts, kw.metas)
+        if i is None:
+            unstated.append(row.id)
+            continue
+        values = [v for v in row.limits.values() if isinstance(v, int | float)]
+        assert {f"{v:g}" for v in values} <= numbers_in(kw.texts[i]), row.id
+        if row.id in expected:
+            source, name = expected.pop(row.id)
+            assert kw.metas[i]["source"] == source
+            assert kw.texts[i].startswith("Test: ") and name in kw.texts[i]
+    assert not expected
+    # TG-218's universal limits are prose in the corpus: the row cites itself.
+    assert unstated == ["tg218-gamma-pass-rate"]
+    gamma = tables.find(test="gamma_pass_rate")[0]
+    record = {**gamma.model_dump(), "source": f"{gamma.document}, {gamma.table}"}
+    [own] = passages_for_rows(corpus_searcher, [record], [])
+    assert own["source"] == "tolerance table"
+    assert "95%" in own["text"] and "90%" in own["text"]

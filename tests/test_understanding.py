@@ -98,6 +98,29 @@ def test_non_srs_is_not_srs_sbrt():
                  ).machine_class == "non-IMRT"
 
 
+@pytest.mark.parametrize("question", [
+    "Daily laser tolerance for each machine class: non-IMRT, IMRT and SRS/SBRT?",
+    "daily laser tolerance, IMRT vs SRS?",
+    "laser tolerance per machine class",
+])
+def test_several_machine_classes_ask_for_every_class(question):
+    request = rules(question)
+    assert request.test == "laser" and request.machine_class is None
+
+
+def test_photon_and_electron_named_together_filter_no_beam():
+    assert rules("Annual photon beam quality and electron R50: the two "
+                 "tolerances?").beam is None
+    assert rules("electron output constancy tolerance?").beam == "electron"
+
+
+def test_which_machines_with_a_frequency_asks_the_protocols_not_the_fleet():
+    request = rules("Is the stereotactic interlock checked daily, and on which "
+                    "machines?")
+    assert request.intent != "fleet" and request.frequency == "daily"
+    assert rules("Which machines need attention?").intent == "fleet"
+
+
 def test_a_patient_question_is_clinical_and_keeps_no_names():
     request = rules("Should Mrs Smith be treated today?")
     assert request.clinical and request.intent == "clinical"
@@ -138,7 +161,7 @@ def test_plain_word_intents(question, intent):
     assert rules(question).intent == intent
 
 
-def test_a_request_left_to_the_model_has_no_route():
+def test_a_request_the_rules_leave_open_has_no_route():
     request = rules("How are the EWMA control limits for linac QA computed?")
     assert request.intent is None
     with pytest.raises(ValueError, match="left"):

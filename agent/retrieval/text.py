@@ -29,7 +29,7 @@ its it's tell please give know need want get one""".split())
 #: Words that say what kind of answer is wanted but not about what; a query
 #: made only of these is not evidence that a passage answers it.
 GENERIC = frozenset("""
-tolerance tolerances limit limits value values test tests testing check checks
+tolerance tolerances tol tols limit limits value values test tests testing check checks
 checked checking qa quality assurance linac linacs machine machines accelerator
 accelerators recommended recommend recommendation required requirement allowed
 acceptable often frequency frequent level levels criteria criterion number
@@ -87,6 +87,10 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("interlock", "interlocks", "door interlock"),
     ("cpk", "process capability"),
     ("baseline reset", "rebaseline", "re-baseline", "new baseline"),
+    ("mppg9a", "mppg 9.a", "practice guideline"),
+    ("sym", "symmetry"),
+    ("increasing", "rising", "going up"),
+    ("decreasing", "falling", "going down"),
 )
 
 
