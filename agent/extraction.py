@@ -195,12 +195,20 @@ def candidate_spans(text: str) -> list[str]:
     return pieces + pairs
 
 
+def _says(low: str, phrase: str) -> bool:
+    """Whether a lower-case text holds a phrase; a short one as a whole word
+    ("sym" is not in "asymmetric", "mu" not in "must")."""
+    if len(phrase) >= 5:
+        return phrase in low
+    return re.search(rf"(?<![a-z]){re.escape(phrase)}(?![a-z])", low) is not None
+
+
 def _expanded(text: str) -> set[str]:
     """Tokens of a text with the tokens of its phrases' synonyms."""
     tokens = set(tokenize(text))
     low = text.lower()
     for group in SYNONYMS:
-        if any(p in low for p in group):
+        if any(_says(low, p) for p in group):
             for phrase in group:
                 tokens.update(tokenize(phrase))
     return tokens
@@ -382,6 +390,16 @@ _PARTS = re.compile(r"\s*(?:[,;:]|\band\b)\s+(?=(?:what|which|how)\b)|\?\s+|"
                     r"\s+and\s+", re.I)
 
 
+def question_parts(question: str) -> list[str]:
+    """The parts of a question that asks several things, or [] for one thing.
+
+    "Table-top sag and table angle: annual tolerances?" asks two values; each
+    part is searched and extracted on its own as well (every value asked for).
+    """
+    parts = [p for p in _PARTS.split(question) if p and len(p.split()) >= 2]
+    return parts if len(parts) > 1 else []
+
+
 def _part_spans(question: str, passages: list[dict[str, Any]], lexicon: Lexicon,
                 weights: dict[str, float]) -> list[Span]:
     """The best span of each part of a question that asks several things.
@@ -390,11 +408,8 @@ def _part_spans(question: str, passages: list[dict[str, Any]], lexicon: Lexicon,
     whole question best may state only one of them, so each part gets its
     own best span (its coverage then given for the whole question).
     """
-    parts = [p for p in _PARTS.split(question) if p and len(p.split()) >= 2]
-    if len(parts) < 2:
-        return []
     out = []
-    for part in parts:
+    for part in question_parts(question):
         part_weights = topic_weights(part, lexicon)
         # A part of one topic word ("light" of "light and radiation") is no
         # question of its own.

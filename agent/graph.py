@@ -53,7 +53,7 @@ from agent.answers import (
 from agent.data_answers import answer_from_calls
 from agent.data_calls import data_calls
 from agent.errors import QAAgentError, ServiceError
-from agent.extraction import Extract, Lexicon, extract, worded
+from agent.extraction import Extract, Lexicon, extract, question_parts, worded
 from agent.prompts import REWRITE_PROMPT, SPAN_PROMPT
 from agent.qa.selection import SelectionError
 from agent.row_passages import passages_for_rows
@@ -341,6 +341,11 @@ class Agent:
                     "energy": route.energy, "beam": route.beam}).get("rows", [])
             found = call("search_protocols", {"query": question})
             passages = found.get("results", [])
+            for part in question_parts(question):  # every value asked for
+                seen = {p["text"] for p in passages}
+                passages += [p for p in call("search_protocols", {
+                    "query": part, "k": 3}).get("results", [])
+                    if p["text"] not in seen]
             if not passages and not rows:
                 rewritten = self._rewrite(question)
                 if rewritten and rewritten.lower() != question.lower():
