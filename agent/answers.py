@@ -94,20 +94,8 @@ def answer_from_tolerance(tool_calls: list[dict[str, Any]],
             continue
         if len(lines) == 4:
             break
-        value = _limit_text(row["limits"], row["unit"], klass)
-        if row["kind"] == "minimum":
-            value = f"at least {value}"
-        if row.get("action_limits"):
-            value += "; action limit " + _limit_text(row["action_limits"],
-                                                     row["unit"], klass)
-        flag = "" if row["verified"] else " (unverified: check the original report)"
-        cite = f" [{n}]" if n else ""
         stated.add(n or 0)
-        # The table's note carries what one number per class cannot say
-        # ("1 mm for SRS; 2 mm for SBRT").
-        note = f" Note: {row['note'].rstrip('.')}." if row.get("note") else ""
-        lines.append(f"{row['description']} ({row['frequency']}): {value}; "
-                     f"{row['source']}{flag}{cite}.{note}")
+        lines.append(_row_sentence(row, klass, n))
     if not lines:
         return ""
     if spans and max(s.coverage for s in spans if s.passage in stated) < max(
@@ -118,6 +106,23 @@ def answer_from_tolerance(tool_calls: list[dict[str, Any]],
         lines.append("\n\nThe documents also state:\n"
                      + "\n".join(f"- {line}" for line in others))
     return " ".join(lines).replace(" \n\n", "\n\n")
+
+
+def _row_sentence(row: dict[str, Any], klass: str | None, n: int | None) -> str:
+    """One tolerance row in words, with its citation marker and note."""
+    value = _limit_text(row["limits"], row["unit"], klass)
+    if row["kind"] == "minimum":
+        value = f"at least {value}"
+    if row.get("action_limits"):
+        value += "; action limit " + _limit_text(row["action_limits"],
+                                                 row["unit"], klass)
+    flag = "" if row["verified"] else " (unverified: check the original report)"
+    cite = f" [{n}]" if n else ""
+    # The table's note carries what one number per class cannot say
+    # ("1 mm for SRS; 2 mm for SBRT").
+    note = f" Note: {row['note'].rstrip('.')}." if row.get("note") else ""
+    return (f"{row['description']} ({row['frequency']}): {value}; "
+            f"{row['source']}{flag}{cite}.{note}")
 
 
 def _limit_text(limits: dict[str, Any], unit: str, klass: str | None) -> str:

@@ -358,22 +358,7 @@ def extract(question: str, passages: list[dict[str, Any]],
             covered = _expanded(f"{best.source} {best.section} {best.text}")
         missing = tuple(sorted(t for t in weights if t not in covered))
         return Extract(nearby=nearby, missing=missing)
-    best = scored[0][2]
-    spans = [best]
-    covered = _covered(weights, best)
-    for _score, n, span in scored[1:]:
-        if len(spans) >= MAX_SPANS:
-            break
-        # As good as the best, or the part of the question it leaves open
-        # ("hidden-target and dosimetric end-to-end tests").
-        adds = _covered(weights, span) - covered
-        if span.coverage < MIN_COVERAGE or (
-                span.coverage < KEEP_RATIO * best.coverage and not adds):
-            continue
-        if any(s.passage == n or _same(s.text, span.text) for s in spans):
-            continue
-        spans.append(span)
-        covered |= adds
+    spans = _kept(scored, weights)
     for span in _part_spans(question, passages, lexicon, weights):
         if len(spans) < MAX_SPANS and not any(_same(s.text, span.text)
                                               for s in spans):
@@ -383,6 +368,28 @@ def extract(question: str, passages: list[dict[str, Any]],
             _HAS_VALUE.search(_NAMES.sub(" ", s.text)) for s in spans):
         return Extract(nearby=nearby)  # asks for a limit, and none is stated
     return Extract(spans=tuple(sorted(spans, key=lambda s: s.passage)))
+
+
+def _kept(scored: list[tuple[float, int, Span]], weights: dict[str, float]
+          ) -> list[Span]:
+    """The best span, and the others as good as it or covering a part of the
+    question it leaves open ("hidden-target and dosimetric end-to-end
+    tests"), one per passage."""
+    best = scored[0][2]
+    spans = [best]
+    covered = _covered(weights, best)
+    for _score, n, span in scored[1:]:
+        if len(spans) >= MAX_SPANS:
+            break
+        adds = _covered(weights, span) - covered
+        if span.coverage < MIN_COVERAGE or (
+                span.coverage < KEEP_RATIO * best.coverage and not adds):
+            continue
+        if any(s.passage == n or _same(s.text, span.text) for s in spans):
+            continue
+        spans.append(span)
+        covered |= adds
+    return spans
 
 
 #: Where a question asks a further thing ("...: what beta and what target T").
