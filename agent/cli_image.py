@@ -17,7 +17,6 @@ import typer
 
 from agent.cli_common import JsonOpt, emit_json, run_command, say
 from agent.config import get_settings
-from agent.engine import QAEngine
 
 image_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Image QA through pylinac: Winston-Lutz, picket "
@@ -45,6 +44,8 @@ def _run(kind: str, paths: list[Path], machine: str, date: str | None,
     """The body every image command shares."""
 
     def body() -> None:
+        from agent.engine import QAEngine
+
         engine = QAEngine(get_settings())
         source: Any = paths[0] if len(paths) == 1 else list(paths)
         run = engine.analyse_images(kind, source, machine, date=date, energy=energy,

@@ -105,14 +105,13 @@ class QAEngine:
 
     @property
     def searcher(self) -> Any:
-        """Hybrid protocol search (the index is opened once)."""
+        """Hybrid protocol search (Chroma is opened once, when the passage
+        cache is stale)."""
         with self._lock:
             if self._searcher is None:
-                from agent.retrieval.index import open_index
-                from agent.retrieval.search import HybridSearcher
+                from agent.retrieval.search import open_searcher
 
-                self._searcher = HybridSearcher(open_index(self.settings,
-                                                           progress=False))
+                self._searcher = open_searcher(self.settings, progress=False)
             return self._searcher
 
     @searcher.setter

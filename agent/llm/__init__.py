@@ -28,35 +28,86 @@ importable from ``agent.llm``.
 
 from __future__ import annotations
 
-from agent.llm.backend import (
-    chat_model,
-    embedded_chat_model,
-    ollama_available,
-    ollama_chat_model,
-    ollama_models,
-)
-from agent.llm.chat_model import (
-    EmbeddedChatModel,
-    parse_tool_calls,
-    schema_of,
-    tool_call_schema,
-)
-from agent.llm.engine import LlamaEngine, cpu_count, get_engine
-from agent.llm.errors import LLMError, ModelSetupError, StructuredOutputError
-from agent.llm.speed import measure_speed, setup_model
-from agent.llm.weights import (
-    DEFAULT_MODEL,
-    MODELS,
-    SETUP_HINT,
-    ModelPart,
-    ModelSpec,
-    assemble_model,
-    ensure_model,
-    file_sha256,
-    find_parts,
-    model_dir,
-    model_spec,
-)
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what is exported; each is imported on first use (below)
+    from agent.llm.backend import (
+        LazyChatModel,
+        chat_model,
+        embedded_chat_model,
+        ollama_available,
+        ollama_chat_model,
+        ollama_models,
+    )
+    from agent.llm.chat_model import (
+        EmbeddedChatModel,
+        parse_tool_calls,
+        schema_of,
+        tool_call_schema,
+    )
+    from agent.llm.engine import LlamaEngine, cpu_count, get_engine
+    from agent.llm.errors import LLMError, ModelSetupError, StructuredOutputError
+    from agent.llm.speed import measure_speed, setup_model
+    from agent.llm.weights import (
+        DEFAULT_MODEL,
+        MODELS,
+        SETUP_HINT,
+        ModelPart,
+        ModelSpec,
+        assemble_model,
+        ensure_model,
+        file_sha256,
+        find_parts,
+        model_dir,
+        model_spec,
+    )
+
+#: Where each public name lives: ``from agent.llm import X`` imports only
+#: X's module, so choosing a backend imports no LangChain (``qa-agent ask``).
+_HOME = {
+    **dict.fromkeys(("LazyChatModel", "chat_model", "embedded_chat_model",
+                     "ollama_available", "ollama_chat_model", "ollama_models"),
+                    "backend"),
+    **dict.fromkeys(("EmbeddedChatModel", "parse_tool_calls", "schema_of",
+                     "tool_call_schema"), "chat_model"),
+    **dict.fromkeys(("LlamaEngine", "cpu_count", "get_engine"), "engine"),
+    **dict.fromkeys(("LLMError", "ModelSetupError", "StructuredOutputError"),
+                    "errors"),
+    **dict.fromkeys(("measure_speed", "setup_model"), "speed"),
+    **dict.fromkeys(("DEFAULT_MODEL", "MODELS", "SETUP_HINT", "ModelPart",
+                     "ModelSpec", "assemble_model", "ensure_model", "file_sha256",
+                     "find_parts", "model_dir", "model_spec"), "weights"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``agent.llm`` whose ``chat_model`` stays the function: importing the
+    submodule ``agent.llm.chat_model`` would otherwise bind the module in its
+    place (the import system sets a submodule on its package)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "chat_model" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -64,6 +115,7 @@ __all__ = [
     "SETUP_HINT",
     "EmbeddedChatModel",
     "LLMError",
+    "LazyChatModel",
     "LlamaEngine",
     "ModelPart",
     "ModelSetupError",

@@ -4,7 +4,9 @@
 answers within a second and lists the configured model, and the embedded model
 otherwise. Only the configured host is contacted, and without proxies. The
 choice is reported (:func:`_report`): logged at INFO when logging would show
-it, else written to stderr.
+it, else written to stderr. With ``lazy=True`` the model itself is made on
+first use (:class:`LazyChatModel`): a request that code answers alone never
+imports LangChain's model classes.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models.chat_models import BaseChatModel
-
-from agent.llm.chat_model import EmbeddedChatModel
 from agent.llm.errors import LLMError
 from agent.llm.weights import DEFAULT_MODEL, ensure_model
 
 if TYPE_CHECKING:
+    from langchain_core.language_models.chat_models import BaseChatModel
+
     from agent.config import Settings
+    from agent.llm.chat_model import EmbeddedChatModel
 
 #: The package's logger (tests and users configure "agent.llm").
 logger = logging.getLogger("agent.llm")
@@ -123,10 +127,36 @@ def embedded_chat_model(settings: Settings | Any, progress: bool = True,
     EmbeddedChatModel
         Not loaded yet: the model loads on the first call.
     """
+    from agent.llm.chat_model import EmbeddedChatModel  # LangChain: when needed
+
     name = getattr(settings, "llm_model", DEFAULT_MODEL) or DEFAULT_MODEL
     path = ensure_model(settings, name, progress=progress)
     kwargs.setdefault("threads", getattr(settings, "llm_threads", None) or None)
     return EmbeddedChatModel(model_path=path, model_name=name, **kwargs)
+
+
+class LazyChatModel:
+    """A chat model made by ``make`` on first use, then standing for it (every
+    attribute is the model's): ``qa-agent ask`` builds its agent with one, so
+    a request code answers alone imports no LangChain model class."""
+
+    def __init__(self, make: Callable[[], BaseChatModel]) -> None:
+        self._make = make
+        self._made: BaseChatModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> BaseChatModel:
+        """The model, made now if it is not yet."""
+        with self._lock:
+            if self._made is None:
+                self._made = self._make()
+            return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the model's: copy, pickle and the like
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
 
 def _report(message: str) -> None:
@@ -160,7 +190,7 @@ def _check_ollama(host: str, model: str) -> None:
     _report(f"LLM: Ollama at {host}, model {model}")
 
 
-def chat_model(settings: Settings | Any, progress: bool = True
+def chat_model(settings: Settings | Any, progress: bool = True, lazy: bool = False
                ) -> tuple[BaseChatModel, str, str]:
     """The chat model the settings ask for.
 
@@ -175,6 +205,9 @@ def chat_model(settings: Settings | Any, progress: bool = True
         ``model_dir``.
     progress : bool
         Show the model assembly progress bar on stderr.
+    lazy : bool
+        Return a :class:`LazyChatModel`: the backend is chosen, checked and
+        reported (and the GGUF assembled) now, the model made on first use.
 
     Returns
     -------
@@ -208,7 +241,12 @@ def chat_model(settings: Settings | Any, progress: bool = True
     if backend == "ollama":
         if getattr(settings, "llm_backend", "auto") == "ollama":
             _check_ollama(host, model)
+        if lazy:
+            return LazyChatModel(lambda: ollama_chat_model(settings)), "ollama", model
         return ollama_chat_model(settings), "ollama", model
-    llm = embedded_chat_model(settings, progress=progress)
-    _report(f"LLM: embedded llama.cpp, {llm.model_name} ({llm.model_path})")
-    return llm, "embedded", llm.model_name
+    name = getattr(settings, "llm_model", DEFAULT_MODEL) or DEFAULT_MODEL
+    path = ensure_model(settings, name, progress=progress)  # its errors: now
+    _report(f"LLM: embedded llama.cpp, {name} ({path})")
+    # ensure_model again on first use: its marker makes that immediate.
+    make = lambda: embedded_chat_model(settings, progress=progress)  # noqa: E731
+    return (LazyChatModel(make) if lazy else make()), "embedded", name

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats
 
 from agent.qa.drift import rounded
 from agent.qa.result import SeriesResult
@@ -98,6 +97,8 @@ def compare_groups(first: tuple[str, SeriesData, SeriesResult],
     if a.size and b.size:
         diff = rounded(b.mean() - a.mean())
     if a.size > 1 and b.size > 1 and (a.std() > 0 or b.std() > 0):
+        from scipy import stats  # on first use: it takes about a second to import
+
         test = stats.ttest_ind(b, a, equal_var=False)
         ci = test.confidence_interval(0.95)
         low, high, p = rounded(ci.low), rounded(ci.high), rounded(test.pvalue, 6)

@@ -5,11 +5,14 @@ No LLM here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from agent.errors import UserError
-from agent.qa.series import SeriesData
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.qa.series import SeriesData
 
 
 class SelectionError(UserError):
@@ -18,6 +21,8 @@ class SelectionError(UserError):
 
 def check_dates(**dates: str | None) -> None:
     """Reject malformed date options before any work, naming the option."""
+    import pandas as pd  # here: the command line's errors need no pandas
+
     for option, value in dates.items():
         if value is None:
             continue
@@ -31,6 +36,8 @@ def check_dates(**dates: str | None) -> None:
 
 def clip_series(s: SeriesData, start: str | None, end: str | None) -> SeriesData:
     """The part of a series between two dates (both included)."""
+    from agent.qa.series import SeriesData
+
     mask = np.ones(s.values.size, dtype=bool)
     if start:
         mask &= s.dates >= np.datetime64(start, "s")

@@ -9,10 +9,12 @@ Mann-Kendall). The formulas are those of ``knowledge/corpus/spc-primer.md``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 # Capability and TG-218 limits live in agent/qa/capability.py; they are part of
 # the same set of pure numbers and are reached through this module too.
@@ -387,12 +389,18 @@ class Trend:
     t0_days: float
 
 
-#: scipy's functions without their NaN-policy wrapper, which costs more than
-#: the statistics on a trend window (measured: 0.23 s against 0.08 s for 240
-#: Theil-Sen fits). The values here are never NaN (the store holds finite
-#: values only, ``agent/qa/importers/values.py``).
-_THEILSLOPES = getattr(stats.theilslopes, "__wrapped__", stats.theilslopes)
-_KENDALLTAU = getattr(stats.kendalltau, "__wrapped__", stats.kendalltau)
+@functools.cache
+def _trend_functions() -> tuple[Any, Any]:
+    """scipy's Theil-Sen and Kendall tau without their NaN-policy wrapper,
+    which costs more than the statistics on a trend window (measured: 0.23 s
+    against 0.08 s for 240 Theil-Sen fits). The values here are never NaN
+    (the store holds finite values only, ``agent/qa/importers/values.py``).
+    Imported on first use: ``scipy.stats`` takes about a second to import,
+    which a command that analyses nothing should not pay."""
+    from scipy import stats
+
+    return (getattr(stats.theilslopes, "__wrapped__", stats.theilslopes),
+            getattr(stats.kendalltau, "__wrapped__", stats.kendalltau))
 
 
 def robust_trend(days: np.ndarray, x: np.ndarray, confidence: float = 0.95) -> Trend:
@@ -418,8 +426,9 @@ def robust_trend(days: np.ndarray, x: np.ndarray, confidence: float = 0.95) -> T
     x = np.asarray(x, dtype=float)
     t0 = float(days[0])
     rel = days - t0
-    slope, intercept, low, high = _THEILSLOPES(x, rel, alpha=confidence)
-    tau, p = _KENDALLTAU(rel, x, method="asymptotic")
+    theilslopes, kendalltau = _trend_functions()
+    slope, intercept, low, high = theilslopes(x, rel, alpha=confidence)
+    tau, p = kendalltau(rel, x, method="asymptotic")
     return Trend(
         slope_per_day=float(slope),
         intercept=float(intercept),

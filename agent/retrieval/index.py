@@ -13,11 +13,24 @@ Chroma runs in-process on disk (``PersistentClient`` in the data directory)
 or, when ``chroma_url`` is set, as a server reached by ``HttpClient``.
 Embeddings are always computed here and passed in: Chroma's own default
 embedding function (which would download a model) is never used.
+
+The index never mixes vectors of two embedders: each file record names the
+embedder that made its passages' vectors (``Embedder.identity``, e.g.
+``all-MiniLM-L6-v2 onnx-int8 80c1ac02150c``), and ``sync`` and
+``open_index`` re-embed, from the stored text, the passages of every file
+recorded with another one. A re-embedding interrupted half-way leaves that
+file recorded under the old embedder, so the next run redoes it.
+
+Every change (a file stored, removed or re-embedded) rewrites a change
+marker beside Chroma's files, before and after it: with Chroma's database
+file it makes the stamp by which a search trusts its passage cache without
+opening Chroma (``passages.py``, ``index_stamp``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -29,7 +42,6 @@ from urllib.parse import urlsplit
 
 from agent.config import Settings, get_settings
 from agent.errors import ServiceError
-from agent.qa.store import file_sha256
 from agent.retrieval.chunking import Passage, split_document
 from agent.retrieval.documents import (
     SUPPORTED_SUFFIXES,
@@ -40,6 +52,8 @@ from agent.retrieval.documents import (
 
 DEFAULT_COLLECTION = "linac-qa-knowledge"
 _BATCH = 256
+#: Rewritten before and after every change of an on-disk index.
+CHANGE_MARKER = "qa-agent-changes"
 
 
 class KnowledgeIndexError(ServiceError):
@@ -57,6 +71,7 @@ class IndexedFile:
     chunks: int
     pages: int
     ingested_at: str
+    embedder: str = ""
 
 
 @dataclass
@@ -71,6 +86,7 @@ class IngestReport:
     chunks_added: int = 0
     chunks_removed: int = 0
     pages: int = 0
+    reembedded: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -79,6 +95,8 @@ class IngestReport:
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed; "
                 f"{self.chunks_added} passages indexed, {self.chunks_removed} "
                 f"removed ({self.seconds:.1f} s)")
+        if self.reembedded:
+            text += f"; {self.reembedded} passages re-embedded (new embedding model)"
         if self.errors:
             text += f"; {len(self.errors)} file(s) could not be read"
         return text
@@ -90,7 +108,8 @@ class IngestReport:
                 "errors": [{"file": f, "reason": r} for f, r in self.errors],
                 "chunks_added": self.chunks_added,
                 "chunks_removed": self.chunks_removed,
-                "pages": self.pages, "seconds": round(self.seconds, 3)}
+                "pages": self.pages, "reembedded": self.reembedded,
+                "seconds": round(self.seconds, 3)}
 
 
 def chroma_client(settings: Settings) -> Any:
@@ -181,7 +200,8 @@ class KnowledgeIndex:
         for path, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
             out[path] = IndexedFile(path, str(meta["source"]), str(meta["title"]),
                                     str(meta["sha256"]), int(meta["chunks"]),
-                                    int(meta["pages"]), str(meta["ingested_at"]))
+                                    int(meta["pages"]), str(meta["ingested_at"]),
+                                    str(meta.get("embedder", "")))
         return out
 
     def fingerprint(self) -> str:
@@ -205,6 +225,8 @@ class KnowledgeIndex:
         """
         # why long: the add/replace/remove steps must run in this order for an
         # interrupted run to stay consistent (see the module docstring).
+        from agent.qa.store import file_sha256  # SQLAlchemy: not for a search
+
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p).resolve() for p in paths]
@@ -264,11 +286,13 @@ class KnowledgeIndex:
                 report.updated.append(key)
             bar.update(1)
         bar.close()
+        report.reembedded = self.reembed()
         report.seconds = time.perf_counter() - started
         return report
 
     def _store(self, path: Path, sha: str, document: ParsedDocument,
                passages: list[Passage]) -> None:
+        self._changed()
         key = str(path)
         ids = [f"{sha[:16]}:{i:05d}:{hashlib.sha1(key.encode()).hexdigest()[:8]}"
                for i in range(len(passages))]
@@ -291,11 +315,64 @@ class KnowledgeIndex:
         self.file_records.upsert(ids=[key], embeddings=[[1.0]], metadatas=[{
             "source": path.name, "title": document.title, "sha256": sha,
             "chunks": len(passages), "pages": document.pages,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds")}])
+            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "embedder": self.embedder_identity()}])
         self._delete_stale(key, sha)
+        self._changed()
+
+    # -- which embedder made the vectors ----------------------------------
+    def embedder_identity(self) -> str:
+        """Names the vectors this index's embedder makes ('' when it does not
+        say: a test double). The default embedder's is read from its export's
+        manifest, without loading the model."""
+        if self._embedder is None:
+            from agent.retrieval.embeddings import default_identity
+
+            if identity := default_identity():
+                return identity
+        return str(getattr(self.embedder, "identity", "") or "")
+
+    def stale_files(self) -> list[IndexedFile]:
+        """Files whose vectors another embedder made (none for an anonymous one)."""
+        identity = self.embedder_identity()
+        if not identity:
+            return []
+        return [f for f in self.files().values() if f.embedder != identity]
+
+    def reembed(self) -> int:
+        """Re-embed the passages of :meth:`stale_files` from their stored text
+        (title, section and passage, as first embedded); returns how many."""
+        done = 0
+        for record in self.stale_files():
+            got = self.chunks.get(
+                where={"$and": [{"path": record.path}, {"sha256": record.sha256}]},
+                include=["documents", "metadatas"])
+            texts = [_embedded_text(text, meta) for text, meta
+                     in zip(got["documents"], got["metadatas"], strict=True)]
+            self._changed()
+            for start in range(0, len(texts), _BATCH):
+                end = start + _BATCH
+                self.chunks.update(ids=got["ids"][start:end],
+                                   embeddings=self.embedder.embed(texts[start:end]))
+            self.file_records.update(ids=[record.path], metadatas=[
+                {"embedder": self.embedder_identity()}])
+            self._changed()
+            done += len(texts)
+        return done
 
     def _delete_stale(self, key: str, sha: str) -> None:
+        self._changed()
         self.chunks.delete(where={"$and": [{"path": key}, {"sha256": {"$ne": sha}}]})
+        self._changed()
+
+    def _changed(self) -> None:
+        """Write a new change marker (see the module docstring)."""
+        if self.settings.chroma_url:
+            return  # a server's other clients would not see it: never trusted
+        marker = self.settings.chroma_dir / CHANGE_MARKER
+        tmp = marker.with_name(f"{CHANGE_MARKER}.{os.getpid()}.tmp")
+        tmp.write_text(os.urandom(8).hex())
+        os.replace(tmp, marker)
 
     def remove(self, path: Path | str) -> int:
         """Remove one file's passages and record; returns the passages removed."""
@@ -304,8 +381,10 @@ class KnowledgeIndex:
         return self._remove(key, known.get(key))
 
     def _remove(self, key: str, record: IndexedFile | None) -> int:
+        self._changed()
         self.file_records.delete(ids=[key])
         self.chunks.delete(where={"path": key})
+        self._changed()
         return record.chunks if record else 0
 
     def all_passages(self, page_size: int = 5000) -> Iterator[tuple[str, str, dict]]:
@@ -322,6 +401,13 @@ class KnowledgeIndex:
                 if current.get(str(meta.get("path"))) == meta.get("sha256"):
                     yield cid, text, meta
             offset += len(got["ids"])
+
+
+def _embedded_text(text: str, meta: dict[str, Any]) -> str:
+    """What was embedded for a stored passage (``Passage.indexed_text``)."""
+    head = " > ".join(p for p in (str(meta.get("title", "")),
+                                  str(meta.get("section", ""))) if p)
+    return f"{head}\n{text}" if head else text
 
 
 def default_document_roots(settings: Settings) -> list[Path]:
@@ -350,6 +436,13 @@ def open_index(settings: Settings, progress: bool = True,
         report = index.sync(default_document_roots(settings), progress=progress)
         if notify:
             notify(report.summary())
+    elif stale := index.stale_files():
+        if notify:
+            notify(f"{len(stale)} indexed file(s) were embedded by another model: "
+                   "re-embedding their passages")
+        done = index.reembed()
+        if notify:
+            notify(f"{done} passages re-embedded")
     return index
 
 

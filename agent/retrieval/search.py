@@ -1,8 +1,10 @@
 """Hybrid search with a calibrated relevance score.
 
 A query is normalised (beam notation, typos, abbreviations: ``text.py``),
-then searched twice: BM25 over the passages' words (bm25s) and nearest
-neighbours of its embedding in Chroma. The two rankings are fused by
+then searched twice: BM25 over the passages' words and the exact nearest
+neighbours of its embedding (cosine), both over the passage cache
+(``passages.py``), which Chroma is opened to rebuild only when the index has
+changed (a warm search imports no Chroma). The two rankings are fused by
 reciprocal rank fusion (RRF, k=60). Each fused candidate then gets a
 relevance score, the probability that it answers the query, from a logistic
 model over five features (dense similarity, BM25 score relative to the best,
@@ -22,9 +24,9 @@ import contextlib
 import hashlib
 import json
 import math
-import shutil
+import threading
 import time
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,17 @@ from typing import Any
 import numpy as np
 
 from agent.config import Settings, get_settings
-from agent.retrieval.index import KnowledgeIndex, KnowledgeIndexError
+from agent.retrieval.index import KnowledgeIndex, KnowledgeIndexError, open_index
+from agent.retrieval.passages import KeywordIndex, index_stamp
 from agent.retrieval.text import (
-    SYNONYMS,
     NormalizedQuery,
     content_tokens,
     normalize_query,
     tokenize,
-    words,
 )
+
+__all__ = ["CALIBRATION_FILE", "FEATURES", "GATE_FEATURES", "Calibration",
+           "HybridSearcher", "KeywordIndex", "SearchResult", "open_searcher"]
 
 RRF_K = 60
 CANDIDATES = 40
@@ -138,163 +142,65 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def _expansion_words(text: str) -> set[str]:
-    """Tokens of the synonyms of phrases found in a text."""
-    low = text.lower()
-    out: set[str] = set()
-    for group in SYNONYMS:
-        if any(p in low for p in group):
-            for phrase in group:
-                out.update(tokenize(phrase))
-    return out
-
-
-class KeywordIndex:
-    """BM25 over the visible passages, with their texts and metadata.
-
-    Built from Chroma and cached on disk under the index fingerprint, so a
-    process starts in about a second; any ingestion changes the fingerprint.
-    """
-
-    def __init__(self, fingerprint: str, ids: list[str], texts: list[str],
-                 metas: list[dict[str, Any]], retriever: Any,
-                 vocabulary: frozenset[str],
-                 document_frequency: dict[str, int]) -> None:
-        self.fingerprint = fingerprint
-        self.ids = ids
-        self.texts = texts
-        self.metas = metas
-        self.retriever = retriever
-        self.vocabulary = vocabulary
-        self.document_frequency = document_frequency
-        self.token_vocab = frozenset(retriever.vocab_dict) if retriever else frozenset()
-        self.row_of = {cid: i for i, cid in enumerate(ids)}
-        self._tokens: dict[int, frozenset[str]] = {}
-        self.sources = np.array([m.get("source", "") for m in metas], dtype=object)
-        self.frequencies = np.array([m.get("frequency", "") for m in metas],
-                                    dtype=object)
-
-    @staticmethod
-    def indexed_text(text: str, meta: dict[str, Any]) -> str:
-        """Title, section and passage: what BM25 sees (as embedded)."""
-        head = " > ".join(p for p in (meta.get("title", ""), meta.get("section", ""))
-                          if p)
-        return f"{head}\n{text}" if head else text
-
-    @classmethod
-    def build(cls, index: KnowledgeIndex, fingerprint: str) -> KeywordIndex:
-        """Read every visible passage from Chroma and index its words."""
-        import bm25s
-
-        ids: list[str] = []
-        texts: list[str] = []
-        metas: list[dict[str, Any]] = []
-        for cid, text, meta in index.all_passages():
-            ids.append(cid)
-            texts.append(text)
-            metas.append(dict(meta))
-        vocabulary: set[str] = set()
-        corpus_tokens = []
-        frequency: Counter[str] = Counter()
-        for text, meta in zip(texts, metas, strict=True):
-            full = cls.indexed_text(text, meta)
-            vocabulary.update(words(full))
-            tokens = tokenize(full)
-            corpus_tokens.append(tokens)
-            frequency.update(set(tokens))
-        retriever = None
-        if ids:
-            retriever = bm25s.BM25()
-            retriever.index(corpus_tokens, show_progress=False)
-        return cls(fingerprint, ids, texts, metas, retriever, frozenset(vocabulary),
-                   dict(frequency))
-
-    def save(self, directory: Path) -> None:
-        """Write to ``directory`` (replaced atomically)."""
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if self.retriever is not None:
-            self.retriever.save(str(tmp / "bm25"), show_progress=False)
-        (tmp / "passages.json").write_text(json.dumps({
-            "fingerprint": self.fingerprint, "ids": self.ids, "texts": self.texts,
-            "metas": self.metas, "vocabulary": sorted(self.vocabulary),
-            "document_frequency": self.document_frequency}))
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)
-
-    @classmethod
-    def load(cls, directory: Path, fingerprint: str) -> KeywordIndex | None:
-        """The cached index when it matches ``fingerprint``, else None."""
-        import bm25s
-
-        try:
-            data = json.loads((directory / "passages.json").read_text())
-            if data["fingerprint"] != fingerprint:
-                return None
-            retriever = None
-            if data["ids"]:
-                retriever = bm25s.BM25.load(str(directory / "bm25"),
-                                            show_progress=False)
-            return cls(fingerprint, data["ids"], data["texts"], data["metas"],
-                       retriever, frozenset(data["vocabulary"]),
-                       data["document_frequency"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # missing or from an older version: rebuilt
-
-    def idf(self, token: str) -> float:
-        """BM25 inverse document frequency; a token never seen gets the most."""
-        n = len(self.ids)
-        df = self.document_frequency.get(token, 0)
-        return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
-
-    def passage_tokens(self, row: int) -> frozenset[str]:
-        """A passage's tokens with its phrases' synonyms (computed once)."""
-        tokens = self._tokens.get(row)
-        if tokens is None:
-            full = self.indexed_text(self.texts[row], self.metas[row])
-            tokens = frozenset(tokenize(full)) | _expansion_words(full)
-            self._tokens[row] = tokens
-        return tokens
-
-    def mask(self, document: str | None, frequency: str | None) -> np.ndarray | None:
-        """1 for passages that pass the filters (None: no filter)."""
-        if not document and not frequency:
-            return None
-        keep = np.ones(len(self.ids), dtype=bool)
-        if document:
-            keep &= self.sources == document
-        if frequency:
-            keep &= self.frequencies == frequency
-        return keep.astype(np.float32)
-
-
 class HybridSearcher:
     """Search the knowledge index: BM25 + dense, fused and calibrated.
 
     Parameters
     ----------
     index : KnowledgeIndex, optional
-        The index to search (default: from the settings).
+        The index to search; default: opened by ``opener`` when the passage
+        cache is stale (a warm search opens none).
     settings : Settings, optional
     calibration : Calibration, optional
         Default: ``knowledge/retrieval_calibration.json``.
+    opener : callable, optional
+        Opens the index (default ``KnowledgeIndex(settings)``; see
+        :func:`open_searcher`).
     """
 
     def __init__(self, index: KnowledgeIndex | None = None,
                  settings: Settings | None = None,
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None,
+                 opener: Callable[[], KnowledgeIndex] | None = None) -> None:
         self.settings = settings or (index.settings if index else get_settings())
-        self.index = index or KnowledgeIndex(self.settings)
+        self._index = index
+        self._opener = opener or (lambda: KnowledgeIndex(self.settings))
         self.calibration = calibration or Calibration.load(
             self.settings.knowledge_dir / CALIBRATION_FILE)
         self._keywords: KeywordIndex | None = None
         self._checked = 0.0
+        self._lock = threading.RLock()  # the app's sessions search on threads
         self.refresh_seconds = 2.0
 
     @property
+    def index(self) -> KnowledgeIndex:
+        """The knowledge index (Chroma), opened on first use."""
+        with self._lock:
+            if self._index is None:
+                self._index = self._opener()
+            return self._index
+
+    @property
+    def embedder(self) -> Any:
+        """The query embedder: the index's once it is open, else the process's
+        (which loads without Chroma)."""
+        if self._index is not None:
+            return self._index.embedder
+        from agent.retrieval.embeddings import get_embedder
+
+        return get_embedder()
+
+    def _identity(self) -> str:
+        """Names the vectors :attr:`embedder` makes, without loading it."""
+        if self._index is not None:
+            return self._index.embedder_identity()
+        from agent.retrieval.embeddings import default_identity
+
+        return default_identity()
+
+    @property
     def cache_path(self) -> Path:
-        """Where the keyword index is cached for this collection and server."""
+        """Where the passage cache is kept for this collection and server."""
         where = self.settings.chroma_url or str(self.settings.chroma_dir)
         # The tokenizer's source is part of the key: changing it rebuilds.
         from agent.retrieval import text as tokenizer
@@ -305,25 +211,60 @@ class HybridSearcher:
                 / f"keywords-{self.settings.knowledge_collection}-{tag}")
 
     def keywords(self) -> KeywordIndex:
-        """The keyword index, rebuilt when the index has changed."""
-        now = time.monotonic()
-        if self._keywords is not None and now - self._checked < self.refresh_seconds:
+        """The visible passages (``passages.py``), checked for changes at most
+        every ``refresh_seconds``: the cache while the index's stamp is the
+        one it was last found current under, else read from Chroma."""
+        with self._lock:
+            now = time.monotonic()
+            if (self._keywords is not None
+                    and now - self._checked < self.refresh_seconds):
+                return self._keywords
+            self._checked = now
+            self._keywords = self._warm() or self._from_index()
             return self._keywords
-        fingerprint = self.index.fingerprint()
-        self._checked = now
-        if self._keywords is None or self._keywords.fingerprint != fingerprint:
-            cached = KeywordIndex.load(self.cache_path, fingerprint)
-            if cached is None:
-                cached = KeywordIndex.build(self.index, fingerprint)
-                # A read-only data directory only costs a rebuild next time.
-                with contextlib.suppress(OSError):
-                    cached.save(self.cache_path)
-            self._keywords = cached
-        return self._keywords
+
+    def _warm(self) -> KeywordIndex | None:
+        """The cached passages when the stamp says the index has not changed."""
+        stamp = index_stamp(self.settings)
+        if stamp is None:
+            return None
+        kw = self._keywords
+        if kw is None or kw.stamp != stamp:
+            kw = KeywordIndex.load(self.cache_path, stamp=stamp)
+        # An empty index is opened: open_index ingests the shipped corpus.
+        if kw is None or not kw.ids or kw.embedder != self._identity():
+            return None
+        return kw
+
+    def _from_index(self) -> KeywordIndex:
+        """The passages by Chroma's fingerprint: cached, else rebuilt; stamped."""
+        index = self.index  # opening may ingest, re-embed, and writes the file
+        stamp = index_stamp(self.settings)  # so it is read after opening
+        fingerprint = index.fingerprint()
+        identities = {f.embedder for f in index.files().values()}
+        embedder = identities.pop() if len(identities) == 1 else repr(identities)
+        kw = self._keywords
+        if kw is None or (kw.fingerprint, kw.embedder) != (fingerprint, embedder):
+            kw = KeywordIndex.load(self.cache_path, fingerprint, embedder)
+        built = kw is None
+        if kw is None:
+            kw = KeywordIndex.build(index, fingerprint, embedder)
+        kw.stamp = stamp
+        # A read-only data directory only costs a rebuild next time.
+        with contextlib.suppress(OSError):
+            if built:
+                kw.save(self.cache_path)
+            else:
+                kw.save_stamp(self.cache_path)
+        return kw
 
     def invalidate(self) -> None:
         """Check the index for changes on the next search."""
         self._checked = 0.0
+
+    def sources(self) -> list[str]:
+        """The indexed files' names (what ``document`` filters by)."""
+        return sorted({str(m.get("source", "")) for m in self.keywords().metas})
 
     def candidates(self, query: str, document: str | None = None,
                    frequency: str | None = None,
@@ -342,29 +283,14 @@ class HybridSearcher:
             bm25 = kw.retriever.get_scores(q_tokens, weight_mask=mask)
         top_bm25 = [int(i) for i in np.argsort(-bm25)[:limit] if bm25[i] > 0]
         best_bm25 = float(bm25[top_bm25[0]]) if top_bm25 else 0.0
-        # Dense side.
-        vector = self.index.embedder.embed([normalized.text])[0]
-        where = _where(document, frequency)
-        hits = self.index.chunks.query(
-            query_embeddings=[vector], n_results=min(limit, len(kw.ids)),
-            where=where, include=["distances"])
-        dense_sim: dict[int, float] = {}
-        dense_rank: list[int] = []
-        for cid, dist in zip(hits["ids"][0], hits["distances"][0], strict=True):
-            row = kw.row_of.get(cid)
-            if row is not None:  # stale passages of an interrupted run are skipped
-                dense_sim[row] = 1.0 - float(dist)
-                dense_rank.append(row)
+        # Dense side: the exact cosine similarity to every passage.
+        dense = kw.similarities(self.embedder.embed([normalized.text])[0])
+        dense_rank = kw.nearest(dense, mask, limit)
         # Reciprocal rank fusion.
         fused: dict[int, float] = {}
         for ranking in (top_bm25, dense_rank):
             for rank, row in enumerate(ranking):
                 fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-        missing = [kw.ids[r] for r in fused if r not in dense_sim]
-        if missing:
-            got = self.index.chunks.get(ids=missing, include=["embeddings"])
-            for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
-                dense_sim[kw.row_of[cid]] = float(np.dot(vector, emb))
         # Topic words weighted by rarity: a word found nowhere in the index
         # ("proton", "kQ") weighs most and counts against every passage.
         q_content = set(content_tokens(normalized.corrected))
@@ -377,7 +303,7 @@ class HybridSearcher:
             passage_tokens = kw.passage_tokens(row)
             coverage = (sum(weight[t] for t in q_content & passage_tokens) / total
                         if total else 0.0)
-            features = {"dense": dense_sim.get(row, 0.0),
+            features = {"dense": float(dense[row]),
                         "bm25": float(bm25[row]) / best_bm25 if best_bm25 else 0.0,
                         "rrf": rrf * RRF_K, "coverage": coverage,
                         "unknown": unknown}
@@ -459,12 +385,11 @@ class HybridSearcher:
         return results
 
 
-def _where(document: str | None, frequency: str | None) -> dict[str, Any] | None:
-    clauses: list[dict[str, Any]] = []
-    if document:
-        clauses.append({"source": document})
-    if frequency:
-        clauses.append({"frequency": frequency})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+def open_searcher(settings: Settings, progress: bool = True,
+                  notify: Callable[[str], None] | None = None) -> HybridSearcher:
+    """A searcher over :func:`~agent.retrieval.index.open_index` (which ingests
+    an empty index and re-embeds another embedder's vectors), opened only when
+    the passage cache is stale: a search of an unchanged index opens no Chroma.
+    """
+    return HybridSearcher(settings=settings, opener=lambda: open_index(
+        settings, progress=progress, notify=notify))

@@ -27,9 +27,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
-import openpyxl
 import pandas as pd
-from openpyxl.utils.datetime import from_excel
 
 from agent.qa.importers.parsing import DATE_YEARS, LONG_ALIASES, column_key
 from agent.qa.importers.records import (
@@ -320,6 +318,8 @@ def _quote_reason(error: str, first: int, end: int, total: int) -> str:
 
 def _read_workbook(path: Path, options: ReadOptions) -> Book:
     """Every sheet of a workbook as a table, or skipped with why."""
+    import openpyxl  # on first use: a command reading no workbook skips it
+
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception:  # any failure of the parser on a damaged file (see below)
@@ -409,6 +409,8 @@ def _serial_dates(rows: list, records: list, header_at: int, epoch) -> None:
     records (:data:`DATE_YEARS`) is left as a number, which the date parser
     rejects with the reason.
     """
+    from openpyxl.utils.datetime import from_excel
+
     dates = LONG_ALIASES["date"]
     columns = [j for j, h in enumerate(records[header_at][1]) if column_key(h) in dates]
     for row, (_, cells) in zip(rows[header_at + 1:], records[header_at + 1:],
