@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from agent.answers import (
@@ -87,6 +86,7 @@ __all__ = [
     "Agent",
     "AgentState",
     "BackendUnavailable",
+    "Call",
     "Conversation",
     "Intent",
     "Request",
@@ -122,7 +122,7 @@ class BackendUnavailable(ServiceError):  # noqa: N818 (reads as a state)
 
 
 class AgentState(TypedDict, total=False):
-    """What flows through the graph."""
+    """What flows through the steps (each returns the keys it sets)."""
 
     question: str
     route: Route
@@ -134,6 +134,15 @@ class AgentState(TypedDict, total=False):
     evidence: str
     attempts: int
     notes: list[str]
+
+
+@dataclass
+class Call:
+    """What belongs to one ``ask`` call (the conversation, the callbacks)."""
+
+    conversation: Conversation
+    on_token: Callable[[str], None] | None = None
+    on_step: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -178,7 +187,6 @@ class Agent:
         self.model = model
         #: Why there is no LLM (``llm`` None): said when a request needs one.
         self.unavailable = unavailable
-        self.graph = self._build()
 
     def _model_down(self, exc: BaseException | None = None) -> BackendUnavailable:
         """The error for a request that needs the LLM when it cannot answer."""
@@ -194,23 +202,23 @@ class Agent:
             "fleet overview and questions about the data on hand still work.")
 
     # -- graph -------------------------------------------------------------
-    def _build(self) -> Any:
-        from langgraph.graph import END, START, StateGraph
+    def _run(self, state: AgentState, call: Call) -> AgentState:
+        """The fixed graph: route, tools, answer, verify; a "regenerate" note
+        from verify sends the answer back once.
 
-        graph = StateGraph(AgentState)
-        graph.add_node("route", self._route)
-        graph.add_node("tools", self._tools)
-        graph.add_node("answer", self._answer)
-        graph.add_node("verify", self._verify)
-        graph.add_edge(START, "route")
-        graph.add_edge("route", "tools")
-        graph.add_edge("tools", "answer")
-        graph.add_edge("answer", "verify")
-        graph.add_conditional_edges(
-            "verify", lambda s: "answer" if s.get("attempts", 0) == 1
-            and s.get("notes", [])[-1:] == ["regenerate"] else END,
-            ["answer", END])
-        return graph.compile()
+        Plain calls, not LangGraph's StateGraph: the graph is a fixed chain
+        that no model steers (README.md, "The agent"), and importing LangGraph
+        cost 1.1-1.4 s of every command's start-up, most of the 2 s a
+        tolerance look-up through ``qa-agent ask`` may take (issue 14,
+        ``bench/cli_startup.py``).
+        """
+        for step in (self._route, self._tools, self._answer):
+            state.update(step(state, call))
+        state.update(self._verify(state))
+        if state.get("attempts", 0) == 1 and state["notes"][-1:] == ["regenerate"]:
+            state.update(self._answer(state, call))
+            state.update(self._verify(state))
+        return state
 
     def ask(self, question: str, conversation: Conversation | None = None,
             on_token: Callable[[str], None] | None = None,
@@ -222,8 +230,8 @@ class Agent:
         when the check replaces an answer, the final ``answer`` is what counts.
         ``on_step`` receives each tool call (name, args, result, seconds) as
         soon as it has run. One Agent may serve several conversations at
-        once: what belongs to a call travels in the graph's config, not on
-        the Agent.
+        once: what belongs to a call travels in a :class:`Call`, not on the
+        Agent.
 
         Parameters
         ----------
@@ -246,11 +254,9 @@ class Agent:
             When the request needs the LLM and it cannot answer.
         """
         started = time.perf_counter()
-        call = {"conversation": conversation or Conversation(),
-                "on_token": on_token, "on_step": on_step}
-        state: AgentState = self.graph.invoke(
-            {"question": question, "attempts": 0, "notes": [], "tool_calls": [],
-             "passages": []}, config={"configurable": {"call": call}})
+        call = Call(conversation or Conversation(), on_token, on_step)
+        state = self._run({"question": question, "attempts": 0, "notes": [],
+                           "tool_calls": [], "passages": []}, call)
         if conversation is not None:
             conversation.turns.append(Turn(question, state["answer"], state["route"],
                                            state.get("request")))
@@ -274,9 +280,9 @@ class Agent:
             on_hand = set()
         return sorted(on_hand | set(self.ctx.tables.machines))
 
-    def _route(self, state: AgentState, config: RunnableConfig) -> AgentState:
+    def _route(self, state: AgentState, call: Call) -> AgentState:
         question = state["question"]
-        turns = _call_of(config)["conversation"].turns
+        turns = call.conversation.turns
         request = understand(question, RequestContext(
             machines=self._machines(), previous=turns[-1].route if turns else None,
             previous_request=turns[-1].request if turns else None))
@@ -325,11 +331,9 @@ class Agent:
             on_step(step)
         return result
 
-    def _tools(self, state: AgentState, config: RunnableConfig) -> AgentState:
-        on_step = _call_of(config)["on_step"]
-
+    def _tools(self, state: AgentState, run: Call) -> AgentState:
         def call(name: str, args: dict[str, Any]) -> Any:
-            return self._call(state, name, args, on_step)
+            return self._call(state, name, args, run.on_step)
 
         route = state["route"]
         question = state["question"]
@@ -359,7 +363,7 @@ class Agent:
             state["passages"] = passages + passages_for_rows(
                 self.ctx.searcher, rows, passages)
         elif route.intent == "analysis":
-            data_calls(route, request, call, _call_of(config)["conversation"].uploads)
+            data_calls(route, request, call, run.conversation.uploads)
         elif route.intent == "fleet":
             call("fleet_overview", {"machine": route.machine})
         elif route.intent == "data":
@@ -381,7 +385,7 @@ class Agent:
         return evidence_text(state["question"], state.get("passages", []),
                              state["tool_calls"])
 
-    def _answer(self, state: AgentState, config: RunnableConfig) -> AgentState:
+    def _answer(self, state: AgentState, call: Call) -> AgentState:
         route = state["route"]
         attempts = state.get("attempts", 0) + 1
         if route.intent == "clinical":
@@ -407,7 +411,7 @@ class Agent:
         written = answer_from_tolerance(state["tool_calls"], passages, found.spans)
         if written:
             return self._final(written, attempts)
-        return self._final(self._write(state, found, _call_of(config)["on_token"]),
+        return self._final(self._write(state, found, call.on_token),
                            attempts)
 
     def _write(self, state: AgentState, found: Extract,
@@ -462,9 +466,3 @@ class Agent:
         return {"answer": NOT_FOUND, "abstained": True,
                 "notes": [*notes, f"fallback: unsupported {sorted(bad)}"]}
 
-
-def _call_of(config: RunnableConfig) -> dict[str, Any]:
-    """What belongs to one ``ask`` call (conversation, callbacks)."""
-    call = (config.get("configurable") or {}).get("call")
-    return call or {"conversation": Conversation(), "on_token": None,
-                    "on_step": None}

@@ -15,6 +15,7 @@ from conftest import knowledge_settings
 
 from agent.graph import (
     Agent,
+    Call,
     Conversation,
     Route,
     mentions,
@@ -132,7 +133,7 @@ def test_unanswerable_with_passages_at_hand_abstains_without_a_quote(agent):
     state = {"question": question, "passages": [p.contract() for p in passages],
              "tool_calls": [], "attempts": 0, "notes": [],
              "route": Route(intent="protocol")}
-    out = agent._answer(state, {})
+    out = agent._answer(state, Call(Conversation()))
     assert out["abstained"] and "will not guess" in out["answer"]
     assert '"' not in out["answer"] and not re.search(r"\[\d+\]", out["answer"])
     assert "closest passage" not in out["answer"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 # Capability and TG-218 limits live in agent/qa/capability.py; they are part of
 # the same set of pure numbers and are reached through this module too.
@@ -367,6 +366,8 @@ def self_starting_scores(
     # special.stdtr / ndtri are what stats.t.cdf / stats.norm.ppf compute,
     # without the distribution objects' argument checks (a third of the
     # fleet's drift time; bench/fleet_benchmark.py).
+    from scipy import special  # here: its import is 0.2 s of every start-up
+
     scores = special.ndtri(special.stdtr(idx - 1, t))
     scores[~np.isfinite(t)] = np.nan
     return np.clip(scores, -limit, limit)
