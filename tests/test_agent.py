@@ -26,17 +26,6 @@ from agent.tools import ToolContext
 
 
 @pytest.fixture(scope="session")
-def small_model_dir(tmp_path_factory) -> Path:
-    """The 0.5B GGUF assembled once from its installed part packages."""
-    from agent.llm import ensure_model
-
-    folder = tmp_path_factory.mktemp("models")
-    settings = knowledge_settings(folder, model_path=folder)
-    ensure_model(settings, "qwen2.5-coder-0.5b", progress=False)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def agent(tmp_path_factory, small_model_dir, demo_fleet, corpus_searcher):
     from agent.llm import chat_model
 

@@ -24,6 +24,7 @@ from agent.retrieval.onnx_model import (
     ensure_export,
     export_dir,
     find_export,
+    length_batches,
     make_export,
     read_export,
 )
@@ -58,6 +59,30 @@ def test_onnx_int8_matches_pytorch_on_corpus_passages(export, passages, embedder
     assert np.sum(shuffled[::-1] * reference, axis=1).min() >= 0.99
     # ... and nothing comes back for nothing.
     assert embedder.embed([]).shape == (0, 384)
+
+
+def test_batches_hold_texts_of_similar_length():
+    """Sorted longest first, a batch ends at 32 texts or at a text shorter
+    than 0.7 of its longest (hand-worked: 0.7 x 256 = 179.2, 0.7 x 170 = 119,
+    0.7 x 100 = 70, 0.7 x 60 = 42, 0.7 x 20 = 14)."""
+    lengths = np.array([256, 250, 200, 170, 100, 90, 60, 20, 12, 10])
+    cuts = [(b.start, b.stop) for b in length_batches(lengths, 32)]
+    assert cuts == [(0, 3), (3, 4), (4, 6), (6, 7), (7, 8), (8, 10)]
+    assert [(b.start, b.stop) for b in length_batches(np.full(70, 50), 32)] == [
+        (0, 32), (32, 64), (64, 70)]
+    assert length_batches(np.array([], dtype=int), 32) == []
+
+
+def test_one_files_passages_embed_as_all_passages_do(export, passages):
+    """Batches cut by length give the same vectors, to the int8 check's
+    tolerance, whether a file's few passages or the whole corpus is embedded."""
+    from agent.retrieval.embeddings import Embedder
+
+    onnx = Embedder(export=export)
+    together = onnx.embed(passages)
+    alone = np.vstack([onnx.embed(passages[i:i + 7])
+                       for i in range(0, len(passages), 7)])
+    assert float(np.min(np.sum(together * alone, axis=1))) >= 0.99
 
 
 def test_loading_the_onnx_embedder_does_not_import_torch(export, tmp_path):

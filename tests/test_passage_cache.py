@@ -281,3 +281,38 @@ def test_a_warm_search_command_imports_no_chroma_torch_or_langgraph(corpus_searc
     found = json.loads("\n".join(lines[:-1]))["results"]
     assert found[0]["source"] == "tg142-monthly.md"
     assert lines[-1] == "[]", f"a warm search imported {lines[-1]}"
+
+
+ASK_IN_PROCESS = """
+import sys
+from agent.cli import app
+try:
+    app(["ask", "What is the monthly tolerance for jaw position indicators?",
+         "--json"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = ("chromadb", "torch", "sentence_transformers", "langgraph", "langchain_core",
+         "langsmith", "bm25s", "scipy", "xllamacpp")
+print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
+"""
+
+
+def test_a_tolerance_ask_imports_no_langchain_scipy_or_model(corpus_searcher,
+                                                            small_model_dir):
+    """A look-up the rules settle answers from the table and its passage
+    without LangChain, SciPy or the LLM's engine: their imports were 1.5 s
+    of the 2 s a command may take (issue 14, bench/cli_startup.py)."""
+    settings = corpus_searcher.settings
+    corpus_searcher.invalidate()
+    corpus_searcher.keywords()
+    env = {**os.environ, "QA_AGENT_DATA_DIR": str(settings.data_dir),
+           "QA_AGENT_LLM_BACKEND": "embedded", "QA_AGENT_LLM_MODEL":
+           "qwen2.5-coder-0.5b", "QA_AGENT_MODEL_PATH": str(small_model_dir)}
+    done = subprocess.run([sys.executable, "-c", ASK_IN_PROCESS], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    document = json.loads("\n".join(lines[:-1]))
+    assert "2 mm" in document["answer"] and not document["abstained"]
+    assert document["citations"][0]["source"] == "tg142-monthly.md"
+    assert lines[-1] == "[]", f"a tolerance ask imported {lines[-1]}"
