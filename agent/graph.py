@@ -107,6 +107,12 @@ __all__ = [
 #: a sentence of every value takes 20-50; beyond, it costs seconds and says
 #: nothing the extract does not (issue 14: full answer p95 < 15 s).
 SENTENCE_TOKENS = 72
+#: ... and given up after this many seconds: the extract is on screen by then
+#: (0.03 s median) and is the answer. Idle, every sentence took under 12 s
+#: (bench/protocol_speed.py); with other jobs on both cores a few took 20 to
+#: 100 s, the model's two threads starved of CPU (README, "Protocol answer
+#: speed").
+SENTENCE_SECONDS = 15.0
 #: Below this best dense similarity to any passage a question is off topic.
 #: Seen on the eval sets: off-topic questions 0.05-0.30 (weather, recipes,
 #: scripts), near-domain unanswerable ones 0.33-0.58 (TG-51 kQ, TG-43).
@@ -428,13 +434,15 @@ class Agent:
         messages = [SystemMessage(SPAN_PROMPT.format(spans=found.numbered())),
                     HumanMessage(state["question"])]
         text, pieces = "", 0
+        deadline = time.perf_counter() + SENTENCE_SECONDS
         try:
             for chunk in self.llm.stream(messages, stop=["\n"]):
                 piece = str(chunk.content)
                 if on_token and piece:
                     on_token(("\n\n" if not text else "") + piece)
                 text, pieces = text + piece, pieces + 1
-                if pieces >= SENTENCE_TOKENS:  # rambling: the extract stands
+                # Rambling, or too slow to wait for: the extract stands.
+                if pieces >= SENTENCE_TOKENS or time.perf_counter() > deadline:
                     return shown
         except Exception as exc:  # the server went away mid-answer
             raise self._model_down(exc) from exc

@@ -265,6 +265,25 @@ def test_without_a_model_analyses_and_cited_extracts_still_work(agent):
     assert "\n\n" not in protocol["answer"]  # no model sentence after the quote
 
 
+@pytest.mark.parametrize("limit", ["SENTENCE_TOKENS", "SENTENCE_SECONDS"])
+def test_a_sentence_past_its_token_cap_or_deadline_leaves_the_extract(
+        agent, monkeypatch, limit):
+    """The model's sentence is given up after 72 tokens or 15 s (here after
+    its first token, on the real 0.5B): the extract alone is the answer."""
+    import agent.graph as graph
+
+    question = "What is an EWMA chart used for?"
+    extract_only = Agent(None, agent.ctx).ask(question)["answer"]
+    worded = agent.ask(question)["answer"]
+    assert worded.startswith(extract_only + "\n\n")  # the model's sentence kept
+    monkeypatch.setattr(graph, limit, 1 if limit == "SENTENCE_TOKENS" else 0.0)
+    tokens: list[str] = []
+    doc = agent.ask(question, on_token=tokens.append)
+    assert len(tokens) == 2  # the extract, then the model's first token
+    assert doc["answer"] == extract_only and not doc["abstained"]
+    assert doc["citations"][0]["source"] == "spc-primer.md"
+
+
 def test_a_model_that_fails_mid_answer_is_a_clear_error(agent):
     from agent.graph import BackendUnavailable
 
