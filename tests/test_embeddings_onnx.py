@@ -73,14 +73,11 @@ def test_batches_hold_texts_of_similar_length():
     assert length_batches(np.array([], dtype=int), 32) == []
 
 
-def test_one_files_passages_embed_as_all_passages_do(export, passages):
+def test_one_files_passages_embed_as_all_passages_do(embedder, passages):
     """Batches cut by length give the same vectors, to the int8 check's
     tolerance, whether a file's few passages or the whole corpus is embedded."""
-    from agent.retrieval.embeddings import Embedder
-
-    onnx = Embedder(export=export)
-    together = onnx.embed(passages)
-    alone = np.vstack([onnx.embed(passages[i:i + 7])
+    together = embedder.embed(passages)
+    alone = np.vstack([embedder.embed(passages[i:i + 7])
                        for i in range(0, len(passages), 7)])
     assert float(np.min(np.sum(together * alone, axis=1))) >= 0.99
 

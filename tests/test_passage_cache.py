@@ -255,46 +255,44 @@ def test_vectors_of_another_embedder_are_not_trusted(tmp_path, embedder,
     assert open_searcher(settings)._warm() is None  # open_index re-embeds first
 
 
-SEARCH_IN_PROCESS = """
-import sys
+#: Runs one ``qa-agent`` command in a fresh interpreter and prints, after the
+#: command's JSON, which of the given heavy packages it imported.
+COMMAND_IN_PROCESS = """
+import json, sys
 from agent.cli import app
+argv, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 try:
-    app(["search", "what is the monthly tolerance for jaw position indicators?",
-         "--json"])
+    app(argv)
 except SystemExit as exc:
     assert not exc.code, exc.code
-heavy = ("chromadb", "torch", "sentence_transformers", "langgraph", "langchain_core",
-         "bm25s", "scipy", "pandas", "sqlalchemy")
 print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
 """
+
+
+def command_in_process(searcher, argv: list[str], heavy: tuple[str, ...],
+                       **env: str) -> tuple[dict, str]:
+    """The JSON document of ``qa-agent <argv> --json`` run on the session's
+    index with its passage cache warm, and the heavy packages it imported."""
+    searcher.invalidate()
+    searcher.keywords()  # the session's index: its cache is on disk, stamped
+    env = {**os.environ, "QA_AGENT_DATA_DIR": str(searcher.settings.data_dir), **env}
+    done = subprocess.run([sys.executable, "-c", COMMAND_IN_PROCESS,
+                           json.dumps([*argv, "--json"]), json.dumps(heavy)],
+                          env=env, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    return json.loads("\n".join(lines[:-1])), lines[-1]
 
 
 def test_a_warm_search_command_imports_no_chroma_torch_or_langgraph(corpus_searcher):
-    settings = corpus_searcher.settings
-    corpus_searcher.invalidate()
-    corpus_searcher.keywords()  # the session's index: its cache is on disk, stamped
-    env = {**os.environ, "QA_AGENT_DATA_DIR": str(settings.data_dir)}
-    done = subprocess.run([sys.executable, "-c", SEARCH_IN_PROCESS], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    found = json.loads("\n".join(lines[:-1]))["results"]
-    assert found[0]["source"] == "tg142-monthly.md"
-    assert lines[-1] == "[]", f"a warm search imported {lines[-1]}"
-
-
-ASK_IN_PROCESS = """
-import sys
-from agent.cli import app
-try:
-    app(["ask", "What is the monthly tolerance for jaw position indicators?",
-         "--json"])
-except SystemExit as exc:
-    assert not exc.code, exc.code
-heavy = ("chromadb", "torch", "sentence_transformers", "langgraph", "langchain_core",
-         "langsmith", "bm25s", "scipy", "xllamacpp")
-print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
-"""
+    document, imported = command_in_process(
+        corpus_searcher,
+        ["search", "what is the monthly tolerance for jaw position indicators?"],
+        ("chromadb", "torch", "sentence_transformers", "langgraph", "langchain_core",
+         "bm25s", "scipy", "pandas", "sqlalchemy"))
+    assert document["results"][0]["source"] == "tg142-monthly.md"
+    assert imported == "[]", f"a warm search imported {imported}"
 
 
 def test_a_tolerance_ask_imports_no_langchain_scipy_or_model(corpus_searcher,
@@ -302,17 +300,13 @@ def test_a_tolerance_ask_imports_no_langchain_scipy_or_model(corpus_searcher,
     """A look-up the rules settle answers from the table and its passage
     without LangChain, SciPy or the LLM's engine: their imports were 1.5 s
     of the 2 s a command may take (issue 14, bench/cli_startup.py)."""
-    settings = corpus_searcher.settings
-    corpus_searcher.invalidate()
-    corpus_searcher.keywords()
-    env = {**os.environ, "QA_AGENT_DATA_DIR": str(settings.data_dir),
-           "QA_AGENT_LLM_BACKEND": "embedded", "QA_AGENT_LLM_MODEL":
-           "qwen2.5-coder-0.5b", "QA_AGENT_MODEL_PATH": str(small_model_dir)}
-    done = subprocess.run([sys.executable, "-c", ASK_IN_PROCESS], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    document = json.loads("\n".join(lines[:-1]))
+    document, imported = command_in_process(
+        corpus_searcher,
+        ["ask", "What is the monthly tolerance for jaw position indicators?"],
+        ("chromadb", "torch", "sentence_transformers", "langgraph", "langchain_core",
+         "langsmith", "bm25s", "scipy", "xllamacpp"),
+        QA_AGENT_LLM_BACKEND="embedded", QA_AGENT_LLM_MODEL="qwen2.5-coder-0.5b",
+        QA_AGENT_MODEL_PATH=str(small_model_dir))
     assert "2 mm" in document["answer"] and not document["abstained"]
     assert document["citations"][0]["source"] == "tg142-monthly.md"
-    assert lines[-1] == "[]", f"a tolerance ask imported {lines[-1]}"
+    assert imported == "[]", f"a tolerance ask imported {imported}"
